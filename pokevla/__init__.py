@@ -1,0 +1,3 @@
+"""PokeVLA: a pocket-sized vision-language-action model for robot manipulation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,50 @@
+"""The `pokevla` command: a thin dispatcher over the sub-packages' own commands.
+
+Each concern registers its sub-commands in its `commands.py` (`register(subparsers)`), importing
+heavy libraries (torch, the simulator) only inside the handlers so `pokevla --help` stays instant.
+A `PokeVLAError` is printed as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pokevla import __version__
+from pokevla.common.errors import PokeVLAError
+
+COMMAND_MODULES = (
+    "pokevla.sim.commands",
+    "pokevla.expert.commands",
+    "pokevla.data.commands",
+    "pokevla.model.commands",
+    "pokevla.quickstart",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pokevla", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pokevla {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except PokeVLAError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

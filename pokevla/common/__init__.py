@@ -1,0 +1,1 @@
+"""Small utilities shared by every sub-package: user-facing errors, atomic file writes."""

@@ -1,0 +1,1 @@
+"""Datasets: LeRobot v3 reading and writing, demonstration generation, statistics, validation."""

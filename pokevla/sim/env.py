@@ -1,0 +1,278 @@
+"""The LIBERO environment wrapper every part of PokeVLA uses.
+
+It implements the published evaluation protocol (OpenVLA-OFT, openpi): `env.reset()`, then
+`env.set_init_state(init_states[k])` (the reverse order loses the init state), then 10 no-op settle
+steps with the gripper open; success is the BDDL goal, checked after every step. Images, depth and
+segmentation come out of MuJoCo upside-down (OpenGL rows) and are rotated with `[::-1, ::-1]`, the
+convention of the published checkpoints and datasets.
+
+Observation dict (R = resolution; views are "primary" = agentview and "wrist" = eye-in-hand):
+    observation.images.<view>      uint8 (R, R, 3)
+    observation.state              float32 (8,) eef xyz + eef axis-angle + gripper finger qpos
+    observation.depth.<view>       float32 (R, R) metric depth, metres        (depth=True)
+    observation.masks.<view>       uint8 (R, R) 0 background, k = k-th object of interest (segmentation=True)
+    observation.instances.<view>   int32 (R, R) 0 background, i = instance_names[i-1]   (segmentation=True)
+    observation.intrinsics.<view>  float32 (3, 3) pinhole K of the rotated image grid
+    observation.extrinsics.<view>  float32 (4, 4) camera (OpenCV axes) -> robot base frame
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from pokevla.common.errors import SimulatorError
+from pokevla.sim import render, suites
+
+CAMERAS = {"primary": "agentview", "wrist": "robot0_eye_in_hand"}
+_FRESH_SCENE_SEED_OFFSET = 100_000  # keeps demo scenes' random streams apart from evaluation trials'
+SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # no motion, gripper open
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    suite: str
+    task_id: int
+    resolution: int = 256  # published protocol renders 256 px; models resize
+    views: tuple[str, ...] = ("primary", "wrist")
+    render: bool = True  # False: physics only (scripted rollouts), no images
+    depth: bool = False
+    segmentation: bool = False
+    fast_render: bool = False  # no MSAA, no reflections: faster, but shifts the images; recorded in results
+    hard_reset: bool = True  # LIBERO's default rebuilds the model at every reset; False is 5x faster
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _import_libero():
+    logging.getLogger("robosuite").setLevel(logging.ERROR)  # its "no private macro file" chatter
+    from libero.libero.envs import OffScreenRenderEnv
+    from libero.libero.envs.env_wrapper import ControlEnv
+
+    return OffScreenRenderEnv, ControlEnv
+
+
+class LiberoEnv:
+    """One LIBERO task. Use `reset(trial)` to start trial k from the task's k-th official init state."""
+
+    def __init__(self, config: EnvConfig):
+        self.config = config
+        self.task = suites.get_task(config.suite, config.task_id)
+        self.max_steps = suites.get_suite(config.suite).max_steps
+        unknown = [v for v in config.views if v not in CAMERAS]
+        if unknown:
+            raise SimulatorError(f"unknown view(s) {unknown}; choose from {list(CAMERAS)}")
+        if config.render:
+            render.select_renderer()
+        OffScreenRenderEnv, ControlEnv = _import_libero()
+        if config.render:
+            render.set_render_mode(config.fast_render)
+        kwargs = dict(bddl_file_name=self.task.bddl_path, hard_reset=config.hard_reset)
+        try:
+            if config.render:
+                self._env = OffScreenRenderEnv(
+                    **kwargs,
+                    camera_names=[CAMERAS[v] for v in config.views],
+                    camera_heights=config.resolution,
+                    camera_widths=config.resolution,
+                    camera_depths=config.depth,
+                    camera_segmentations="instance" if config.segmentation else None,
+                )
+            else:
+                self._env = ControlEnv(**kwargs, has_offscreen_renderer=False, use_camera_obs=False)
+        except Exception as e:  # a broken GL stack surfaces here, deep inside robosuite
+            raise SimulatorError(f"could not create {config.suite} task {config.task_id}: {type(e).__name__}: {e}") from e
+        self._env.seed(config.seed)
+        self._init_states = suites.init_states(config.suite, config.task_id)
+        self._mask_lut: np.ndarray | None = None
+        self.num_steps = 0  # policy steps since the last reset (settle steps not counted)
+
+    # ----------------------------------------------------------------- protocol
+    @property
+    def instruction(self) -> str:
+        return self.task.instruction
+
+    @property
+    def num_trials(self) -> int:
+        return len(self._init_states)
+
+    def init_state(self, trial: int) -> np.ndarray:
+        if not 0 <= trial < len(self._init_states):
+            raise SimulatorError(f"{self.config.suite} task {self.config.task_id} has init states 0-{len(self._init_states) - 1}, not {trial}")
+        return self._init_states[trial]
+
+    def reset(self, trial: int | None = None, *, seed: int | None = None, settle_steps: int = suites.SETTLE_STEPS) -> dict:
+        """Starts an episode and returns its first observation.
+
+        trial=k: the published protocol from the task's official init state k (reset, set_init_state,
+        settle). seed=s instead: a fresh scene sampled from the BDDL placement regions, for
+        demonstrations, so that evaluation's init states stay unseen. The global NumPy seed (which
+        LIBERO's placement samplers and fixture jitter use) is set from (config.seed, trial or seed)
+        before every reset, so an episode does not depend on which worker ran what before it.
+        The policy never sees the frames of reset and settling, so the cameras are switched off
+        until the last one (12 renders saved per episode).
+        """
+        if (trial is None) == (seed is None):
+            raise SimulatorError("reset needs exactly one of trial (official init state) or seed (fresh scene)")
+        state = self.init_state(trial) if trial is not None else None
+        episode_key = trial if trial is not None else _FRESH_SCENE_SEED_OFFSET + seed
+        self._env.seed(self.config.seed * 1_000_003 + episode_key)
+        with self._cameras_off():
+            self._env.reset()
+            if state is not None:
+                self._env.set_init_state(state)
+            for _ in range(settle_steps):
+                self._env.step(SETTLE_ACTION)
+        self._mask_lut = None  # instance ids are re-derived after a (possibly hard) reset
+        self.num_steps = 0
+        return self._observe(self._env.env._get_observations(force_update=True))
+
+    def step(self, action: np.ndarray) -> tuple[dict, bool]:
+        """Executes one 7-dim action; returns (observation, success)."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (7,):
+            raise SimulatorError(f"action must have shape (7,), got {action.shape}")
+        raw, _, done, _ = self._env.step(action)
+        self.num_steps += 1
+        return self._observe(raw), bool(done)
+
+    def check_success(self) -> bool:
+        return bool(self._env.check_success())
+
+    # ------------------------------------------------------- privileged access
+    @property
+    def raw_env(self):
+        """The robosuite task environment (objects, fixtures, BDDL parse, MuJoCo sim)."""
+        return self._env.env
+
+    @property
+    def sim(self):
+        return self._env.env.sim
+
+    def get_sim_state(self) -> np.ndarray:
+        return self._env.get_sim_state().copy()
+
+    def set_sim_state(self, state: np.ndarray) -> dict:
+        """Restores a flattened MuJoCo state (time, qpos, qvel) and returns its observation."""
+        return self._observe(self._env.regenerate_obs_from_state(state))
+
+    def fixture_poses(self) -> dict[str, list[float]]:
+        """Fixture placement (pos xyz + quat wxyz): sampled at every reset and absent from sim states."""
+        model = self.sim.model
+        poses = {}
+        for name, fixture in self.raw_env.fixtures_dict.items():
+            body = model.body_name2id(fixture.root_body)
+            poses[name] = [*map(float, model.body_pos[body]), *map(float, model.body_quat[body])]
+        return poses
+
+    def set_fixture_poses(self, poses: dict[str, list[float]]) -> None:
+        model = self.sim.model
+        for name, pose in poses.items():
+            if name not in self.raw_env.fixtures_dict:
+                raise SimulatorError(f"fixture {name!r} is not in {self.config.suite} task {self.config.task_id}")
+            body = model.body_name2id(self.raw_env.fixtures_dict[name].root_body)
+            model.body_pos[body] = pose[:3]
+            model.body_quat[body] = pose[3:]
+        self.sim.forward()
+
+    @property
+    def objects_of_interest(self) -> list[str]:
+        return list(self.raw_env.obj_of_interest)
+
+    @property
+    def instance_names(self) -> list[str]:
+        return list(self.raw_env.model.instances_to_ids.keys())
+
+    def close(self) -> None:
+        if getattr(self, "_env", None) is not None:
+            self._env.close()
+            self._env = None
+
+    def __enter__(self) -> "LiberoEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ observations
+    @contextlib.contextmanager
+    def _cameras_off(self):
+        cameras = [o for o in self.raw_env._observables.values() if o.modality == "image"]
+        for observable in cameras:
+            observable.set_enabled(False)
+        try:
+            yield
+        finally:
+            for observable in cameras:
+                observable.set_enabled(True)
+
+    def _observe(self, raw: dict) -> dict:
+        obs = {"observation.state": robot_state(raw), "raw": raw}
+        if not self.config.render:
+            return obs
+        from robosuite.utils import camera_utils
+
+        res = self.config.resolution
+        for view in self.config.views:
+            cam = CAMERAS[view]
+            obs[f"observation.images.{view}"] = np.ascontiguousarray(raw[f"{cam}_image"][::-1, ::-1])
+            if self.config.depth:
+                depth = camera_utils.get_real_depth_map(self.sim, raw[f"{cam}_depth"])
+                obs[f"observation.depth.{view}"] = np.ascontiguousarray(depth[::-1, ::-1, 0], dtype=np.float32)
+            if self.config.segmentation:
+                inst = np.ascontiguousarray(raw[f"{cam}_segmentation_instance"][::-1, ::-1, 0], dtype=np.int32)
+                obs[f"observation.instances.{view}"] = inst
+                obs[f"observation.masks.{view}"] = self._goal_mask_lut()[inst]
+            k, t = camera_matrices(self.sim, cam, res)
+            obs[f"observation.intrinsics.{view}"] = k
+            obs[f"observation.extrinsics.{view}"] = self._world_to_base() @ t
+        return obs
+
+    def _goal_mask_lut(self) -> np.ndarray:
+        """Maps instance id -> goal label (k for the k-th object of interest, else 0)."""
+        if self._mask_lut is None:
+            names = self.instance_names
+            lut = np.zeros(len(names) + 1, dtype=np.uint8)
+            for k, obj in enumerate(self.objects_of_interest, start=1):
+                if obj in names:
+                    lut[names.index(obj) + 1] = k
+            self._mask_lut = lut
+        return self._mask_lut
+
+    def _world_to_base(self) -> np.ndarray:
+        robot = self.raw_env.robots[0]
+        body = self.sim.model.body_name2id(robot.robot_model.root_body)
+        base = np.eye(4)
+        base[:3, :3] = self.sim.data.body_xmat[body].reshape(3, 3)
+        base[:3, 3] = self.sim.data.body_xpos[body]
+        return np.linalg.inv(base)
+
+
+def robot_state(raw: dict) -> np.ndarray:
+    """8-dim proprioception of the published LIBERO setups: eef pos, eef axis-angle, finger qpos."""
+    from robosuite.utils.transform_utils import quat2axisangle
+
+    return np.concatenate(
+        [raw["robot0_eef_pos"], quat2axisangle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
+    ).astype(np.float32)
+
+
+def camera_matrices(sim, camera: str, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Intrinsics K and camera->world pose (OpenCV axes) for the image rotated by `[::-1, ::-1]`.
+
+    robosuite's K describes the upright image (row 0 at the top). MuJoCo returns rows bottom-first,
+    so the rotated image equals the upright one mirrored left-right: column u of the rotated image is
+    column (W - u) of the upright one, i.e. fx changes sign and cx becomes W - cx.
+    """
+    from robosuite.utils import camera_utils
+
+    k = camera_utils.get_camera_intrinsic_matrix(sim, camera, resolution, resolution)
+    k[0, 0] = -k[0, 0]
+    k[0, 2] = resolution - k[0, 2]
+    pose = camera_utils.get_camera_extrinsic_matrix(sim, camera)
+    return k.astype(np.float32), pose

@@ -1,0 +1,51 @@
+"""Runs simulator episodes on every core.
+
+Jobs go to a pool of spawned worker processes (spawn, not fork: a forked GL context is unsafe).
+Each worker keeps its last two environments and reuses them while consecutive jobs ask for the
+same configs, so sort jobs by task. Results come back as they finish.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from pokevla.sim.env import EnvConfig, LiberoEnv
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+_cache: dict[EnvConfig, LiberoEnv] = {}
+MAX_CACHED_ENVS = 2  # e.g. a physics-only env and a rendering env of the same task (~2 GB each)
+
+
+def cached_env(config: EnvConfig) -> LiberoEnv:
+    """This process's environment for `config`, kept for the next job; the oldest beyond two is closed."""
+    if config in _cache:
+        return _cache[config]
+    while len(_cache) >= MAX_CACHED_ENVS:
+        _cache.pop(next(iter(_cache))).close()
+    _cache[config] = LiberoEnv(config)
+    return _cache[config]
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _init_worker() -> None:
+    # llvmpipe would otherwise start one raster thread per core in every worker.
+    os.environ.setdefault("LP_NUM_THREADS", "1")
+
+
+def map_unordered(fn: Callable[[J], R], jobs: Iterable[J], workers: int) -> Iterator[R]:
+    """Yields fn(job) for every job, in completion order; runs in this process when workers == 1."""
+    jobs = list(jobs)
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield fn(job)
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes=min(workers, len(jobs)), initializer=_init_worker, maxtasksperchild=None) as pool:
+        yield from pool.imap_unordered(fn, jobs, chunksize=1)
