@@ -16,9 +16,12 @@ from pokevla.common.errors import PokeVLAError
 
 COMMAND_MODULES = (
     "pokevla.sim.commands",
+    "pokevla.robustness.commands",
     "pokevla.expert.commands",
     "pokevla.data.commands",
     "pokevla.model.commands",
+    "pokevla.train.commands",
+    "pokevla.eval.commands",
     "pokevla.quickstart",
 )
 

@@ -53,30 +53,39 @@ def _flag_type(tp: Any):
     raise TypeError(f"unsupported config field type {tp!r}")
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Adds one flag per leaf field of dataclass `cls` (recursing into nested dataclasses)."""
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "", group: str = "cfg") -> None:
+    """Adds one flag per leaf field of dataclass `cls` (recursing into nested dataclasses).
+
+    `group` keeps the parsed values of two configs on one command line apart (see `apply_overrides`).
+    """
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         tp = hints[field.name]
         dotted = f"{prefix}{field.name}"
         if dataclasses.is_dataclass(tp):
-            add_dataclass_args(parser, tp, prefix=dotted + ".")
+            add_dataclass_args(parser, tp, prefix=dotted + ".", group=group)
             continue
         kwargs = _flag_type(tp)
         help_text = field.metadata.get("help", "")
         parser.add_argument(
             "--" + dotted.replace("_", "-"),
-            dest="cfg__" + dotted.replace(".", "__"),
+            dest=f"{group}__" + dotted.replace(".", "__"),
             default=argparse.SUPPRESS,
             help=help_text,
             **kwargs,
         )
 
 
-def apply_overrides(config: T, args: argparse.Namespace) -> T:
-    """Returns a copy of `config` with every flag the user gave applied."""
+def given_flags(args: argparse.Namespace, group: str = "cfg") -> list[str]:
+    """The dotted names of the flags of `group` that the user gave."""
+    return [key[len(group) + 2 :].replace("__", ".") for key in vars(args) if key.startswith(f"{group}__")]
+
+
+def apply_overrides(config: T, args: argparse.Namespace, group: str = "cfg") -> T:
+    """Returns a copy of `config` with every flag of `group` the user gave applied."""
+    prefix = f"{group}__"
     overrides = [
-        (key[len("cfg__") :].split("__"), value) for key, value in vars(args).items() if key.startswith("cfg__")
+        (key[len(prefix) :].split("__"), value) for key, value in vars(args).items() if key.startswith(prefix)
     ]
     data = to_dict(config)
     for path, value in overrides:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from pokevla.common.errors import SimulatorError
-from pokevla.sim import render, suites
+from pokevla.sim import perturb, render, suites
 
 CAMERAS = {"primary": "agentview", "wrist": "robot0_eye_in_hand"}
 _FRESH_SCENE_SEED_OFFSET = 100_000  # keeps demo scenes' random streams apart from evaluation trials'
@@ -44,9 +44,13 @@ class EnvConfig:
     fast_render: bool = False  # no MSAA, no reflections: faster, but shifts the images; recorded in results
     hard_reset: bool = True  # LIBERO's default rebuilds the model at every reset; False is 5x faster
     seed: int = 0
+    perturbation: perturb.Perturbation | None = None  # a LIBERO-Plus robustness variant (pokevla.sim.perturb)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        p = self.perturbation
+        data["perturbation"] = None if p is None else {"dimension": p.dimension, **p.to_dict()}
+        return data
 
 
 def _import_libero():
@@ -72,7 +76,7 @@ class LiberoEnv:
         OffScreenRenderEnv, ControlEnv = _import_libero()
         if config.render:
             render.set_render_mode(config.fast_render)
-        kwargs = dict(bddl_file_name=self.task.bddl_path, hard_reset=config.hard_reset)
+        kwargs = dict(bddl_file_name=perturb.bddl_path(self.task.bddl_path, config.perturbation), hard_reset=config.hard_reset)
         try:
             if config.render:
                 self._env = OffScreenRenderEnv(
@@ -91,10 +95,14 @@ class LiberoEnv:
         self._init_states = suites.init_states(config.suite, config.task_id)
         self._mask_lut: np.ndarray | None = None
         self.num_steps = 0  # policy steps since the last reset (settle steps not counted)
+        self._perturber = perturb.attach(config.perturbation, self)
 
     # ----------------------------------------------------------------- protocol
     @property
     def instruction(self) -> str:
+        """What the policy is told: the task's instruction, or a language variant's rewrite."""
+        if isinstance(self.config.perturbation, perturb.LanguageSpec):
+            return self.config.perturbation.instruction
         return self.task.instruction
 
     @property
@@ -125,9 +133,11 @@ class LiberoEnv:
         with self._cameras_off():
             self._env.reset()
             if state is not None:
-                self._env.set_init_state(state)
+                self._env.set_init_state(self._perturber.prepare_state(self, state))
+            self._perturber.after_reset(self)  # a hard reset rebuilt the model: re-apply model edits
             for _ in range(settle_steps):
                 self._env.step(SETTLE_ACTION)
+        self._perturber.start_episode(episode_key)
         self._mask_lut = None  # instance ids are re-derived after a (possibly hard) reset
         self.num_steps = 0
         return self._observe(self._env.env._get_observations(force_update=True))
@@ -220,7 +230,8 @@ class LiberoEnv:
         res = self.config.resolution
         for view in self.config.views:
             cam = CAMERAS[view]
-            obs[f"observation.images.{view}"] = np.ascontiguousarray(raw[f"{cam}_image"][::-1, ::-1])
+            image = np.ascontiguousarray(raw[f"{cam}_image"][::-1, ::-1])
+            obs[f"observation.images.{view}"] = self._perturber.primary_image(image) if view == "primary" else image
             if self.config.depth:
                 depth = camera_utils.get_real_depth_map(self.sim, raw[f"{cam}_depth"])
                 obs[f"observation.depth.{view}"] = np.ascontiguousarray(depth[::-1, ::-1, 0], dtype=np.float32)

@@ -6,39 +6,20 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import synthetic_episode
 from pokevla.common.errors import DatasetError
-from pokevla.data.features import DEPTH_SCALE, VIEWS, demo_features
-from pokevla.data.lerobot import DatasetWriter, encode_png
+from pokevla.data.features import DEPTH_SCALE, demo_features
+from pokevla.data.lerobot import DatasetWriter
 from pokevla.data.reader import DatasetReader
 from pokevla.data.validate import dataset_info, validate_dataset
 
 RES = 16
 
 
-def synthetic_episode(length: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    frames = {
-        "observation.state": rng.normal(size=(length, 8)).astype(np.float32),
-        "action": rng.uniform(-1, 1, size=(length, 7)).astype(np.float32),
-    }
-    for view in VIEWS:
-        frames[f"observation.images.{view}"] = [encode_png(rng.integers(0, 255, (RES, RES, 3), dtype=np.uint8)) for _ in range(length)]
-        frames[f"observation.masks.{view}"] = [encode_png(rng.integers(0, 3, (RES, RES), dtype=np.uint8)) for _ in range(length)]
-        depth_mm = rng.integers(100, 3000, (length, RES, RES)).astype(np.uint16)
-        frames[f"observation.depth.{view}"] = [encode_png(d) for d in depth_mm]
-        frames[f"observation.intrinsics.{view}"] = np.tile(np.eye(3, dtype=np.float32).reshape(-1), (length, 1))
-        frames[f"observation.extrinsics.{view}"] = np.tile(np.eye(4, dtype=np.float32).reshape(-1), (length, 1))
-    return frames
-
-
 @pytest.fixture
-def dataset(tmp_path):
-    root = tmp_path / "ds"
-    writer = DatasetWriter(root, demo_features(RES), fps=20, robot_type="panda")
-    episodes = [synthetic_episode(n, seed) for seed, n in enumerate([5, 3, 4])]
+def dataset(tmp_path, make_dataset):
     tasks = ["pick the bowl", "open the drawer", "pick the bowl"]
-    for i, (frames, task) in enumerate(zip(episodes, tasks)):
-        writer.add_episode(frames, task=task, extra={"task_id": i % 2, "seed": i})
+    root, episodes = make_dataset(tmp_path / "ds", [5, 3, 4], tasks, resolution=RES)
     return root, episodes, tasks
 
 
@@ -81,7 +62,7 @@ def test_writer_resumes(dataset):
     root, _, _ = dataset
     writer = DatasetWriter(root, demo_features(RES), fps=20, robot_type="panda")
     assert len(writer.episodes) == 3 and writer.episodes[2].extra == {"task_id": 0, "seed": 2}
-    writer.add_episode(synthetic_episode(2, 9), task="turn on the stove")
+    writer.add_episode(synthetic_episode(2, 9, RES), task="turn on the stove")
     reader = DatasetReader(root)
     assert len(reader) == 14 and reader.get("index", 13) == 13 and reader.get("episode_index", 13) == 3
     assert validate_dataset(root) == []

@@ -1,0 +1,51 @@
+"""`pokevla eval`: success rates in LIBERO with the published protocol."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    ev = subparsers.add_parser("eval", help="evaluate a checkpoint or the scripted expert in LIBERO (published protocol, resumable)")
+    who = ev.add_mutually_exclusive_group(required=True)
+    who.add_argument("--checkpoint", help="a training run directory (its last checkpoint) or a checkpoint directory")
+    who.add_argument("--policy", choices=["expert"], help="evaluate the scripted expert through the same path")
+    ev.add_argument("--suite", required=True)
+    ev.add_argument("--tasks", help="task ids, e.g. 0,3,5-7 (default: all)")
+    ev.add_argument("--trials", type=int, default=50, help="trials per task, trial k from init state k (default 50, the published protocol)")
+    ev.add_argument("--out", required=True, help="results directory (run again with the same flags to resume)")
+    ev.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: all cores)")
+    ev.add_argument("--videos", type=int, default=2, help="videos of the first N trials of each task; -1 for all (default 2)")
+    ev.add_argument("--replan-steps", type=int, default=None, help="actions executed per predicted chunk (default: the whole chunk)")
+    ev.add_argument("--resolution", type=int, default=256, help="render size in px (default 256, the published protocol)")
+    ev.add_argument("--fast-render", action="store_true", help="no MSAA / reflections: faster but shifted images (recorded)")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pokevla.common.errors import PokeVLAError
+    from pokevla.eval.evaluate import EvalConfig, evaluate, format_table
+    from pokevla.eval.policy import PolicySpec
+    from pokevla.sim import suites
+    from pokevla.sim.parallel import default_workers
+
+    suites.get_suite(args.suite)
+    if args.trials < 1:
+        raise PokeVLAError("--trials must be at least 1")
+    if args.policy == "expert":
+        policy = PolicySpec("expert")
+    else:
+        from pokevla.eval.checkpoints import resolve_checkpoint
+
+        policy = PolicySpec("checkpoint", resolve_checkpoint(args.checkpoint, args.suite), args.replan_steps, args.device)
+    config = EvalConfig(
+        suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)), trials=args.trials,
+        out=args.out, resolution=args.resolution, fast_render=args.fast_render,
+        workers=args.workers or default_workers(), videos_per_task=args.videos, seed=args.seed,
+    )
+    results = evaluate(config, policy)
+    print(format_table(results))
+    print(f"results: {args.out}/results.json")
+    return 0

@@ -1,0 +1,165 @@
+"""LIBERO evaluation with the published protocol, on every core, resumable.
+
+Trial k of a task starts from the task's official init state k (reset, set_init_state, 10 settle
+steps: `LiberoEnv.reset`), runs until success or the suite's step limit, and is recorded as one line
+of `episodes.jsonl` as soon as it ends. Running the same command again skips the recorded episodes,
+so an interrupted evaluation loses at most the episodes in flight. `results.json` is rewritten
+atomically from the journal with the per-task table, every setting, the seed and package versions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from pokevla.common.errors import PokeVLAError
+from pokevla.common.io import append_jsonl, read_jsonl, write_json_atomic
+from pokevla.common.versions import machine, package_versions
+from pokevla.eval.policy import PolicySpec, make_policy
+from pokevla.eval.video import side_by_side, write_video
+
+PROTOCOL = "LIBERO published protocol: trial k from official init state k; reset then set_init_state; 10 settle steps; success checked every step"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    suite: str
+    task_ids: tuple[int, ...]
+    trials: int = 50
+    out: str = "eval"
+    resolution: int = 256
+    fast_render: bool = False
+    workers: int = 1
+    videos_per_task: int = 2  # videos of the first N trials of each task; -1 for every episode
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    config: EvalConfig
+    policy: PolicySpec
+    task_id: int
+    trial: int
+
+
+def run_job(job: EpisodeJob) -> dict:
+    """Worker: one evaluation episode; writes its video and returns its journal record."""
+    from pokevla.sim.env import EnvConfig
+    from pokevla.sim.parallel import cached_env
+
+    cfg = job.config
+    policy = make_policy(job.policy)
+    record_video = cfg.videos_per_task < 0 or job.trial < cfg.videos_per_task
+    render = policy.needs_images or record_video
+    env = cached_env(EnvConfig(cfg.suite, job.task_id, resolution=cfg.resolution, render=render,
+                               fast_render=cfg.fast_render, seed=cfg.seed))
+    t0 = time.perf_counter()
+    obs = env.reset(job.trial)
+    policy.reset(env)
+    frames, success, policy_s = [], False, 0.0
+    for _ in range(env.max_steps):
+        if record_video:
+            frames.append(side_by_side(obs))
+        t_act = time.perf_counter()
+        action = policy.act(obs)
+        policy_s += time.perf_counter() - t_act
+        obs, success = env.step(action)
+        if success:
+            break
+    record = {"task_id": job.task_id, "trial": job.trial, "success": success, "steps": env.num_steps,
+              "seconds": round(time.perf_counter() - t0, 2), "policy_seconds": round(policy_s, 2)}
+    if record_video:
+        frames.append(side_by_side(obs))
+        name = f"videos/task{job.task_id:02d}_trial{job.trial:02d}_{'success' if success else 'failure'}.mp4"
+        write_video(Path(cfg.out) / name, frames)
+        record["video"] = name
+    return record
+
+
+def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> dict:
+    """Runs (or resumes) the evaluation; returns the results dict also written to results.json."""
+    from tqdm import tqdm
+
+    from pokevla.sim import suites
+    from pokevla.sim.parallel import map_unordered
+
+    out = Path(config.out)
+    _claim_output_dir(out, config, policy)
+    journal = out / "episodes.jsonl"
+    done = {(r["task_id"], r["trial"]) for r in read_jsonl(journal)}
+    for task_id in config.task_ids:
+        available = suites.get_task(config.suite, task_id).num_init_states
+        if config.trials > available:
+            raise PokeVLAError(f"{config.suite} task {task_id} has {available} init states; ask for --trials {available} or fewer")
+    jobs = [EpisodeJob(config, policy, t, k) for t in config.task_ids for k in range(config.trials) if (t, k) not in done]
+    bar = tqdm(total=len(config.task_ids) * config.trials, initial=len(done), desc=f"eval {config.suite}", unit="ep", disable=not progress)
+    successes = sum(r["success"] for r in read_jsonl(journal))
+    t0 = time.perf_counter()
+    for record in map_unordered(run_job, jobs, config.workers):
+        append_jsonl(journal, record)
+        successes += record["success"]
+        bar.update(1)
+        bar.set_postfix(success=f"{successes}/{bar.n}")
+    bar.close()
+    results = summarize(config, policy, read_jsonl(journal), wall_seconds=time.perf_counter() - t0, new_episodes=len(jobs))
+    write_json_atomic(out / "results.json", results)
+    return results
+
+
+def summarize(config: EvalConfig, policy: PolicySpec, records: list[dict], wall_seconds: float, new_episodes: int) -> dict:
+    from pokevla.sim import suites
+
+    per_task = []
+    for task_id in config.task_ids:
+        rows = [r for r in records if r["task_id"] == task_id]
+        wins = sum(r["success"] for r in rows)
+        per_task.append({
+            "task_id": task_id, "instruction": suites.get_task(config.suite, task_id).instruction,
+            "successes": wins, "trials": len(rows), "success_rate": wins / len(rows) if rows else None,
+            "mean_steps": sum(r["steps"] for r in rows) / len(rows) if rows else None,
+        })
+    total = sum(t["trials"] for t in per_task)
+    wins = sum(t["successes"] for t in per_task)
+    return {
+        "suite": config.suite, "protocol": PROTOCOL,
+        "max_steps": suites.get_suite(config.suite).max_steps, "settle_steps": suites.SETTLE_STEPS,
+        "overall": {"successes": wins, "episodes": total, "success_rate": wins / total if total else None},
+        "per_task": per_task,
+        "settings": {**asdict(config), "render_mode": "fast" if config.fast_render else "stock"},
+        "policy": policy.describe(), "versions": package_versions(), "machine": machine(),
+        "throughput": {"new_episodes": new_episodes, "wall_seconds": round(wall_seconds, 1),
+                       "episodes_per_hour": round(3600 * new_episodes / wall_seconds, 1) if new_episodes and wall_seconds > 0 else None},
+        "episodes": sorted(records, key=lambda r: (r["task_id"], r["trial"])),
+    }
+
+
+def _claim_output_dir(out: Path, config: EvalConfig, policy: PolicySpec) -> None:
+    """Refuses an output directory that holds a different evaluation; records ours otherwise."""
+    from pokevla.common.io import check_writable_dir
+
+    check_writable_dir(out)
+    claim = {"config": {**asdict(replace(config, workers=0, out="")), "task_ids": list(config.task_ids)}, "policy": policy.describe()}
+    path = out / "evaluation.json"
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing != claim:
+            raise PokeVLAError(f"{out} holds another evaluation ({path}); use a new --out directory or the same flags to resume it")
+        return
+    if (out / "episodes.jsonl").exists():
+        raise PokeVLAError(f"{out} holds episodes of an unknown evaluation; use a new --out directory")
+    write_json_atomic(path, claim)
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{results['suite']}  ({results['policy']['kind']}, {results['settings']['trials']} trials per task, max {results['max_steps']} steps)",
+             f"{'task':>4}  {'success':>9}  {'rate':>6}  {'steps':>6}  instruction"]
+    for t in results["per_task"]:
+        rate = f"{100 * t['success_rate']:.0f}%" if t["success_rate"] is not None else "-"
+        steps = f"{t['mean_steps']:.0f}" if t["mean_steps"] is not None else "-"
+        lines.append(f"{t['task_id']:>4}  {t['successes']:>4}/{t['trials']:<4}  {rate:>6}  {steps:>6}  {t['instruction']}")
+    o = results["overall"]
+    rate = f"{100 * o['success_rate']:.1f}%" if o["success_rate"] is not None else "-"
+    lines.append(f"{'all':>4}  {o['successes']:>4}/{o['episodes']:<4}  {rate:>6}")
+    return "\n".join(lines)

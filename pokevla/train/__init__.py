@@ -1,0 +1,1 @@
+"""Stage-2 training (post-training on robot demonstrations): data, loop, checkpoints."""

@@ -1,0 +1,35 @@
+"""Typed training configuration (the optimiser recipe and the run's bookkeeping).
+
+The model's own configuration is a `PokeVLAConfig` preset plus flags; both are saved in the run
+directory (`run.json`) and into every checkpoint, and printed when a run starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = field(default="", metadata={"help": "LeRobot v3 dataset directory"})
+    out: str = field(default="", metadata={"help": "run directory: checkpoints, logs, run.json"})
+    steps: int = field(default=2000, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=8, metadata={"help": "samples per step and process (before accumulation)"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches accumulated per optimiser step"})
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps of linear warm-up before the cosine decay"})
+    grad_clip: float = 1.0
+    seed: int = 0
+    loader_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (PNG decoding)"})
+    save_every: int = 500
+    keep_checkpoints: int = field(default=2, metadata={"help": "most recent checkpoints kept (the final one always)"})
+    log_every: int = 10
+    color_jitter: float = field(default=0.2, metadata={"help": "brightness/contrast/saturation jitter strength; 0 disables"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA (ignored on CPU)"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    feature_map: tuple[str, ...] = field(default=(), metadata={"help": "OURS=THEIRS feature renames for other LeRobot datasets"})
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
