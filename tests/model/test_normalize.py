@@ -1,0 +1,66 @@
+"""Normalisation from LeRobot-format statistics: modes, the kept gripper, loud errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pokevla.common.errors import CheckpointError
+from pokevla.model.config import NormConfig
+from pokevla.model.normalize import ACTION, STATE, Normalizer
+
+
+def _stats(dim: int, lo: float = -2.0, hi: float = 4.0) -> dict:
+    return {"mean": [1.0] * dim, "std": [2.0] * dim, "min": [lo - 1] * dim, "max": [hi + 1] * dim,
+            "q01": [lo] * dim, "q99": [hi] * dim, "count": [100]}
+
+
+STATS = {STATE: _stats(8), ACTION: _stats(7)}
+
+
+def test_quantiles_map_to_unit_range_clip_and_keep_the_gripper():
+    n = Normalizer.for_model(STATS, NormConfig(), state_dim=8, action_dim=7)
+    a = torch.tensor([[-2.0, 4.0, 1.0, 10.0, -10.0, 0.0, -1.0]])
+    y = n.normalize(ACTION, a)
+    torch.testing.assert_close(y, torch.tensor([[-1.0, 1.0, 0.0, 1.0, -1.0, -1 / 3, -1.0]]))
+    inside = torch.tensor([[-2.0, 4.0, 1.0, 3.0, -1.5, 0.0, 1.0]])
+    torch.testing.assert_close(n.unnormalize(ACTION, n.normalize(ACTION, inside)), inside)
+
+
+def test_gripper_can_be_normalised_too():
+    n = Normalizer.for_model(STATS, NormConfig(normalize_gripper=True), state_dim=8, action_dim=7)
+    assert float(n.normalize(ACTION, torch.full((1, 7), 1.0))[0, -1]) == 0.0
+
+
+@pytest.mark.parametrize("mode,x,y", [("mean_std", 5.0, 2.0), ("min_max", 5.0, 1.0), ("identity", 5.0, 5.0)])
+def test_other_modes(mode, x, y):
+    n = Normalizer.for_model(STATS, NormConfig(state=mode), state_dim=8, action_dim=7)
+    out = n.normalize(STATE, torch.full((2, 8), x))
+    torch.testing.assert_close(out, torch.full((2, 8), y))
+    torch.testing.assert_close(n.unnormalize(STATE, out), torch.full((2, 8), x))
+
+
+def test_constant_dimension_does_not_divide_by_zero():
+    stats = {STATE: _stats(8, 0.5, 0.5), ACTION: _stats(7)}
+    n = Normalizer.for_model(stats, NormConfig(), state_dim=8, action_dim=7)
+    assert torch.isfinite(n.normalize(STATE, torch.zeros(1, 8))).all()
+
+
+@pytest.mark.parametrize("stats,message", [
+    ({ACTION: _stats(7)}, "lack 'observation.state'"),
+    ({STATE: _stats(7), ACTION: _stats(7)}, r"observation.state.q01 has 7 values; the model expects 8"),
+    ({STATE: {"q01": [0.0] * 8}, ACTION: _stats(7)}, "lack 'q99' needed by mode quantiles"),
+    ({STATE: dict(_stats(8), q99=[float("nan")] * 8), ACTION: _stats(7)}, "contain NaN"),
+])
+def test_bad_statistics_are_loud(stats, message):
+    with pytest.raises(CheckpointError, match=message):
+        Normalizer.for_model(stats, NormConfig(), state_dim=8, action_dim=7)
+
+
+def test_json_round_trip_is_equal():
+    n = Normalizer.for_model(STATS, NormConfig(), state_dim=8, action_dim=7)
+    again = Normalizer.for_model(json.loads(json.dumps(n.to_json())), NormConfig(), state_dim=8, action_dim=7)
+    assert again == n
+    assert again != Normalizer.for_model({STATE: _stats(8), ACTION: _stats(7, hi=5.0)}, NormConfig(), 8, 7)
