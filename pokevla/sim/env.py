@@ -85,7 +85,6 @@ class LiberoEnv:
                     camera_heights=config.resolution,
                     camera_widths=config.resolution,
                     camera_depths=config.depth,
-                    camera_segmentations="instance" if config.segmentation else None,
                 )
             else:
                 self._env = ControlEnv(**kwargs, has_offscreen_renderer=False, use_camera_obs=False)
@@ -94,6 +93,7 @@ class LiberoEnv:
         self._env.seed(config.seed)
         self._init_states = suites.init_states(config.suite, config.task_id)
         self._mask_lut: np.ndarray | None = None
+        self._inst_lut: np.ndarray | None = None
         self.num_steps = 0  # policy steps since the last reset (settle steps not counted)
         self._perturber = perturb.attach(config.perturbation, self)
 
@@ -138,7 +138,7 @@ class LiberoEnv:
             for _ in range(settle_steps):
                 self._env.step(SETTLE_ACTION)
         self._perturber.start_episode(episode_key)
-        self._mask_lut = None  # instance ids are re-derived after a (possibly hard) reset
+        self._mask_lut = self._inst_lut = None  # instance ids are re-derived after a (possibly hard) reset
         self.num_steps = 0
         return self._observe(self._env.env._get_observations(force_update=True))
 
@@ -236,13 +236,44 @@ class LiberoEnv:
                 depth = camera_utils.get_real_depth_map(self.sim, raw[f"{cam}_depth"])
                 obs[f"observation.depth.{view}"] = np.ascontiguousarray(depth[::-1, ::-1, 0], dtype=np.float32)
             if self.config.segmentation:
-                inst = np.ascontiguousarray(raw[f"{cam}_segmentation_instance"][::-1, ::-1, 0], dtype=np.int32)
+                inst = self._render_instances(cam, res)
                 obs[f"observation.instances.{view}"] = inst
                 obs[f"observation.masks.{view}"] = self._goal_mask_lut()[inst]
             k, t = camera_matrices(self.sim, cam, res)
             obs[f"observation.intrinsics.{view}"] = k
             obs[f"observation.extrinsics.{view}"] = self._world_to_base() @ t
         return obs
+
+    def _render_instances(self, camera: str, resolution: int) -> np.ndarray:
+        """Instance ids (R, R) int32 of the rotated image: 0 background, i = instance_names[i-1].
+
+        Rendered here rather than by robosuite's segmentation sensor, which shrinks every site of the
+        model for good, so that the RGB images match evaluation's pixel for pixel (sites are hidden
+        only during this pass), and with a lookup table instead of a per-pixel Python map.
+        """
+        import mujoco
+
+        model = self.sim.model
+        sizes = model.site_size.copy()
+        model.site_size[:] = 1e-8  # sites must not cover objects in the masks
+        try:
+            seg = self.sim.render(camera_name=camera, width=resolution, height=resolution, depth=False, segmentation=True)
+        finally:
+            model.site_size[:] = sizes
+        ids, types = seg[::-1, ::-1, 1], seg[::-1, ::-1, 0]
+        lut = self._instance_lut()
+        inst = lut[np.clip(ids, 0, len(lut) - 1)]
+        return np.where((types == mujoco.mjtObj.mjOBJ_GEOM) & (ids >= 0), inst, 0).astype(np.int32)
+
+    def _instance_lut(self) -> np.ndarray:
+        """geom id -> instance id + 1 (0 for geoms of no instance: table, floor, walls)."""
+        if self._inst_lut is None:
+            names = {name: i + 1 for i, name in enumerate(self.instance_names)}
+            lut = np.zeros(self.sim.model.ngeom, dtype=np.int32)
+            for geom, name in self.raw_env.model.geom_ids_to_instances.items():
+                lut[geom] = names[name]
+            self._inst_lut = lut
+        return self._inst_lut
 
     def _goal_mask_lut(self) -> np.ndarray:
         """Maps instance id -> goal label (k for the k-th object of interest, else 0)."""

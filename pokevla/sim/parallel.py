@@ -7,6 +7,7 @@ same configs, so sort jobs by task. Results come back as they finish.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -18,6 +19,15 @@ R = TypeVar("R")
 
 _cache: dict[EnvConfig, LiberoEnv] = {}
 MAX_CACHED_ENVS = 2  # e.g. a physics-only env and a rendering env of the same task (~2 GB each)
+
+
+def close_cached_envs() -> None:
+    """Closes this process's environments (before interpreter exit, where EGL teardown is noisy)."""
+    while _cache:
+        _cache.pop(next(iter(_cache))).close()
+
+
+atexit.register(close_cached_envs)
 
 
 def cached_env(config: EnvConfig) -> LiberoEnv:

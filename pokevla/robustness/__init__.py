@@ -1,0 +1,1 @@
+"""LIBERO-Plus-style robustness evaluation: manifest building, previews, manifest-driven episodes."""

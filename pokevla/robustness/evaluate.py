@@ -1,0 +1,157 @@
+"""Manifest-driven evaluation: one episode per variant, success per dimension, level and in total.
+
+`evaluate_manifest` is the one implementation behind `pokevla robustness eval` (scripted expert) and
+the model evaluation's `--robustness` flag. Episodes are journaled to DIR/episodes.jsonl as they end,
+so a rerun of the same command resumes; DIR/results.json (written atomically) holds the summary
+(per dimension, per level, the episode-weighted total), every setting, the manifest's bad lines, and
+the package versions; DIR/robustness.png is a bar chart per dimension and level.
+
+`policy_factory` is a picklable zero-argument callable run inside each worker, returning a policy of
+`pokevla.eval.policy`'s protocol: `reset(env)` starts an episode (a model reads `env.instruction`,
+which is the variant's instruction), `act(obs)` returns one (7,) action. E.g.
+`functools.partial(make_policy, PolicySpec("expert"))`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pokevla.common.io import append_jsonl, read_jsonl, write_json_atomic
+from pokevla.sim.perturb import DIMENSIONS
+from pokevla.sim.perturb.manifest import Variant, read_manifest
+
+
+@dataclass(frozen=True)
+class EpisodeSettings:
+    resolution: int = 256  # the published protocol; models resize
+    views: tuple[str, ...] = ("primary", "wrist")
+    render: bool = True
+    fast_render: bool = False
+    hard_reset: bool = True
+
+
+def run_variant(job: tuple[Variant, EpisodeSettings, Callable]) -> dict:
+    """Runs one variant's episode in this process (env cached per config); returns its journal record."""
+    from pokevla.sim.env import EnvConfig
+    from pokevla.sim.parallel import cached_env
+
+    variant, settings, factory = job
+    record = {"id": variant.id, "digest": variant.digest, "suite": variant.suite, "task_id": variant.task_id, "dimension": variant.dimension,
+              "level": variant.level, "instruction": variant.instruction}
+    start = time.perf_counter()
+    try:
+        env = cached_env(EnvConfig(variant.suite, variant.task_id, resolution=settings.resolution, views=settings.views,
+                                   render=settings.render, fast_render=settings.fast_render,
+                                   hard_reset=settings.hard_reset, perturbation=variant.spec))
+        policy = factory()
+        obs = env.reset(**variant.reset_kwargs())
+        policy.reset(env)
+        success = False
+        while not success and env.num_steps < env.max_steps:
+            obs, success = env.step(policy.act(obs))
+    except Exception as e:  # a broken variant (or policy crash) is recorded and reported; the run goes on
+        return record | {"error": f"{type(e).__name__}: {e}", "seconds": round(time.perf_counter() - start, 2)}
+    return record | {"success": success, "steps": env.num_steps, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def summarize(records: list[dict]) -> dict:
+    """Success per dimension, per (dimension, level) and the episode-weighted total over finished episodes."""
+    done = [r for r in records if "success" in r]
+
+    def rate(rows: list[dict]) -> dict:
+        n, k = len(rows), sum(bool(r["success"]) for r in rows)
+        return {"episodes": n, "successes": k, "success_rate": round(k / n, 4) if n else None}
+
+    per_dimension = {d: rate([r for r in done if r["dimension"] == d]) for d in DIMENSIONS if any(r["dimension"] == d for r in done)}
+    per_level = {
+        d: {str(lv): rate([r for r in done if r["dimension"] == d and r["level"] == lv])
+            for lv in sorted({r["level"] for r in done if r["dimension"] == d})}
+        for d in per_dimension
+    }
+    return {"total": rate(done), "per_dimension": per_dimension, "per_level": per_level,
+            "errors": [{"id": r["id"], "error": r["error"]} for r in records if "error" in r]}
+
+
+def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: int, out: str | Path, *,
+                      settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "", seed: int = 0,
+                      log: Callable[[str], None] = print) -> dict:
+    """Runs every valid variant of `manifest` once (resuming from out/episodes.jsonl); returns results."""
+    from pokevla.common.io import check_writable_dir
+    from pokevla.common.versions import package_versions
+    from pokevla.sim import render
+    from pokevla.sim.parallel import map_unordered
+
+    out = check_writable_dir(out)
+    variants, bad_lines = read_manifest(manifest)
+    for message in bad_lines:
+        log(f"skipped: {message}")
+    journal = out / "episodes.jsonl"
+    finished = {(r["id"], r["digest"]) for r in read_jsonl(journal)}
+    todo = sorted((v for v in variants if (v.id, v.digest) not in finished), key=lambda v: (v.suite, v.task_id, v.dimension))
+    log(f"{len(variants)} variants, {len(finished)} already done, {len(todo)} to run on {workers} worker(s)")
+    if settings.render:
+        render.select_renderer()  # workers inherit the choice
+    jobs = [(v, settings, policy_factory) for v in todo]
+    for i, record in enumerate(map_unordered(run_variant, jobs, workers), start=1):
+        append_jsonl(journal, record)
+        outcome = record.get("error") or ("success" if record["success"] else "failure")
+        log(f"[{i}/{len(jobs)}] {record['id']} L{record['level']}: {outcome} ({record['seconds']} s)")
+    current = {(v.id, v.digest) for v in variants}
+    records = [r for r in read_jsonl(journal) if (r["id"], r["digest"]) in current]
+    results = {
+        "summary": summarize(records),
+        "manifest": {"path": str(Path(manifest).resolve()), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
+                     "variants": len(variants), "skipped_lines": bad_lines},
+        "settings": {"policy": policy_name, "workers": workers, "seed": seed, "render_mode": "fast" if settings.fast_render else "stock",
+                     "max_steps": "suite limits (220/280/300/520)", **settings.__dict__, "views": list(settings.views)},
+        "versions": package_versions(),
+        "episodes": len(records),
+    }
+    write_json_atomic(out / "results.json", results)
+    plot(results["summary"], out / "robustness.png")
+    return results
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Bar chart: success per dimension (left) and per dimension and level (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    dims = list(summary["per_dimension"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8))
+    rates = [100 * (summary["per_dimension"][d]["success_rate"] or 0) for d in dims]
+    ax1.bar(dims, rates, color="tab:blue")
+    total = summary["total"]["success_rate"]
+    if total is not None:
+        ax1.axhline(100 * total, color="k", ls="--", lw=1, label=f"total {100 * total:.1f}%")
+        ax1.legend(loc="lower right")
+    ax1.set_ylim(0, 100)
+    ax1.set_ylabel("success %")
+    ax1.set_title("per dimension")
+    width = 0.16
+    for level in range(1, 6):
+        vals = [100 * ((summary["per_level"][d].get(str(level)) or {}).get("success_rate") or 0) for d in dims]
+        ax2.bar(np.arange(len(dims)) + (level - 3) * width, vals, width, label=f"L{level}")
+    ax2.set_xticks(np.arange(len(dims)), dims)
+    ax2.set_ylim(0, 100)
+    ax2.set_title("per dimension and level")
+    ax2.legend(ncol=5, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def expert_factory():
+    """Picklable factory of the privileged-state scripted expert (the calibration policy)."""
+    from functools import partial
+
+    from pokevla.eval.policy import PolicySpec, make_policy
+
+    return partial(make_policy, PolicySpec("expert"))

@@ -1,0 +1,55 @@
+"""LIBERO-Plus robustness perturbations on top of `pokevla.sim`: one typed spec per dimension.
+
+`EnvConfig(perturbation=spec)` makes `LiberoEnv` apply a spec; `attach` builds the dimension's
+`Perturber` for a freshly created env. Manifests of variants live in `manifest.py`.
+"""
+
+from __future__ import annotations
+
+from pokevla.sim.perturb.base import Perturber
+from pokevla.sim.perturb.spec import (
+    DIMENSIONS,
+    LEVELS,
+    BackgroundSpec,
+    CameraSpec,
+    LanguageSpec,
+    LayoutSpec,
+    LightSpec,
+    NoiseSpec,
+    Perturbation,
+    RobotSpec,
+    spec_from_dict,
+)
+
+__all__ = [
+    "DIMENSIONS", "LEVELS", "BackgroundSpec", "CameraSpec", "LanguageSpec", "LayoutSpec", "LightSpec",
+    "NoiseSpec", "Perturbation", "Perturber", "RobotSpec", "attach", "bddl_path", "spec_from_dict",
+]
+
+
+def attach(spec: Perturbation | None, env) -> Perturber:
+    """The perturber of `spec` for `env` (a no-op one for None); reads base values from env's model."""
+    if spec is None:
+        return Perturber()
+    from pokevla.sim.perturb import background, camera, layout, light, noise, robot
+
+    perturbers = {
+        CameraSpec: camera.CameraPerturber,
+        RobotSpec: robot.RobotPerturber,
+        LightSpec: light.LightPerturber,
+        BackgroundSpec: background.BackgroundPerturber,
+        NoiseSpec: noise.NoisePerturber,
+        LayoutSpec: layout.LayoutPerturber,
+    }
+    if isinstance(spec, LanguageSpec):
+        return Perturber()  # the env only swaps its instruction
+    return perturbers[type(spec)](spec, env)
+
+
+def bddl_path(base_bddl: str, spec: Perturbation | None) -> str:
+    """The BDDL file to build the env from: a generated copy for distractor layouts, else the task's."""
+    if isinstance(spec, LayoutSpec) and spec.distractors:
+        from pokevla.sim.perturb import layout
+
+        return layout.bddl_path(base_bddl, spec)
+    return base_bddl
