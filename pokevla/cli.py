@@ -27,7 +27,10 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pokevla", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pokevla",
+        description="PokeVLA: simulate LIBERO, generate demonstrations, train, evaluate and stress-test a pocket-sized VLA.",
+    )
     parser.add_argument("--version", action="version", version=f"pokevla {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

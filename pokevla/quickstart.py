@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[2/4] training the tiny preset for {args.steps} steps" + (" (already done)" if done else ""))
     if not done:
         train_cfg = TrainConfig(dataset=str(out / "demos"), out=str(run_dir), steps=args.steps, batch_size=args.batch_size,
-                                lr=3e-4, save_every=max(100, args.steps // 4))
+                                lr=3e-4, save_every=max(100, args.steps // 4), loader_workers=1)
         training = train(train_cfg, get_preset("tiny"), resume=ckpt.read_run(run_dir) is not None)
         print(f"      loss {training['first_loss']:.3f} -> {training['final_metrics']['loss']:.3f}, {training['samples_per_s']} samples/s")
     timings["train"] = time.perf_counter() - t0

@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     ev.add_argument("--resolution", type=int, default=256, help="render size in px (default 256, the published protocol)")
     ev.add_argument("--fast-render", action="store_true", help="no MSAA / reflections: faster but shifted images (recorded)")
     ev.add_argument("--device", default="cpu")
+    ev.add_argument("--max-steps", type=int, default=None, help="override the suite's published step limit (recorded as a deviation)")
     ev.add_argument("--seed", type=int, default=0)
     ev.set_defaults(func=_eval)
 
@@ -43,7 +44,7 @@ def _eval(args: argparse.Namespace) -> int:
     config = EvalConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)), trials=args.trials,
         out=args.out, resolution=args.resolution, fast_render=args.fast_render,
-        workers=args.workers or default_workers(), videos_per_task=args.videos, seed=args.seed,
+        workers=args.workers or default_workers(), videos_per_task=args.videos, seed=args.seed, max_steps=args.max_steps,
     )
     results = evaluate(config, policy)
     print(format_table(results))

@@ -34,6 +34,7 @@ class EvalConfig:
     workers: int = 1
     videos_per_task: int = 2  # videos of the first N trials of each task; -1 for every episode
     seed: int = 0
+    max_steps: int | None = None  # None: the suite's published limit; anything else is a recorded deviation
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def run_job(job: EpisodeJob) -> dict:
     obs = env.reset(job.trial)
     policy.reset(env)
     frames, success, policy_s = [], False, 0.0
-    for _ in range(env.max_steps):
+    for _ in range(cfg.max_steps or env.max_steps):
         if record_video:
             frames.append(side_by_side(obs))
         t_act = time.perf_counter()
@@ -124,7 +125,8 @@ def summarize(config: EvalConfig, policy: PolicySpec, records: list[dict], wall_
     wins = sum(t["successes"] for t in per_task)
     return {
         "suite": config.suite, "protocol": PROTOCOL,
-        "max_steps": suites.get_suite(config.suite).max_steps, "settle_steps": suites.SETTLE_STEPS,
+        "max_steps": config.max_steps or suites.get_suite(config.suite).max_steps, "settle_steps": suites.SETTLE_STEPS,
+        "protocol_deviations": _deviations(config),
         "overall": {"successes": wins, "episodes": total, "success_rate": wins / total if total else None},
         "per_task": per_task,
         "settings": {**asdict(config), "render_mode": "fast" if config.fast_render else "stock"},
@@ -133,6 +135,22 @@ def summarize(config: EvalConfig, policy: PolicySpec, records: list[dict], wall_
                        "episodes_per_hour": round(3600 * new_episodes / wall_seconds, 1) if new_episodes and wall_seconds > 0 else None},
         "episodes": sorted(records, key=lambda r: (r["task_id"], r["trial"])),
     }
+
+
+def _deviations(config: EvalConfig) -> list[str]:
+    """Settings that depart from the published protocol, spelled out in every results file."""
+    from pokevla.sim import suites
+
+    notes = []
+    if config.trials != suites.NUM_TRIALS:
+        notes.append(f"{config.trials} trials per task instead of {suites.NUM_TRIALS}")
+    if config.max_steps is not None:
+        notes.append(f"max {config.max_steps} steps instead of {suites.get_suite(config.suite).max_steps}")
+    if config.fast_render:
+        notes.append("fast render (no MSAA, no reflections)")
+    if config.resolution != 256:
+        notes.append(f"{config.resolution} px renders instead of 256")
+    return notes
 
 
 def _claim_output_dir(out: Path, config: EvalConfig, policy: PolicySpec) -> None:

@@ -19,10 +19,10 @@ def success_bar_chart(results: dict, path: str | Path, reference: dict | None = 
     fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(tasks) + 2), 3.2), dpi=120)
     width = 0.4 if reference else 0.6
     xs = range(len(tasks))
-    ax.bar([x - (width / 2 if reference else 0) for x in xs], rates, width, label=results["policy"]["kind"], color="#3b75af")
+    ax.bar([x - (width / 2 if reference else 0) for x in xs], rates, width, label=_label(results), color="#3b75af")
     if reference:
         ref = {t["task_id"]: 100 * (t["success_rate"] or 0.0) for t in reference["per_task"]}
-        ax.bar([x + width / 2 for x in xs], [ref.get(t, 0.0) for t in tasks], width, label=reference["policy"]["kind"], color="#aaaaaa")
+        ax.bar([x + width / 2 for x in xs], [ref.get(t, 0.0) for t in tasks], width, label=_label(reference), color="#aaaaaa")
         ax.legend(loc="lower right", fontsize=8)
     ax.set_xticks(list(xs), [str(t) for t in tasks])
     ax.set_xlabel(f"{results['suite']} task")
@@ -34,6 +34,10 @@ def success_bar_chart(results: dict, path: str | Path, reference: dict | None = 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def _label(results: dict) -> str:
+    return "PokeVLA" if results["policy"]["kind"] == "checkpoint" else f"scripted {results['policy']['kind']}"
 
 
 def markdown_report(title: str, sections: list[tuple[str, str]], path: str | Path) -> None:

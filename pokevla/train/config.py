@@ -28,6 +28,7 @@ class TrainConfig:
     color_jitter: float = field(default=0.2, metadata={"help": "brightness/contrast/saturation jitter strength; 0 disables"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA (ignored on CPU)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 = half the cores (OpenMP threads that share cores with other work slow to a crawl)"})
     feature_map: tuple[str, ...] = field(default=(), metadata={"help": "OURS=THEIRS feature renames for other LeRobot datasets"})
 
     @property

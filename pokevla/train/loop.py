@@ -88,6 +88,7 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
     from pokevla.data.reader import DatasetReader
     from pokevla.model.pokevla import PokeVLA
 
+    torch.set_num_threads(train_cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     rank, local_rank, world = _distributed()
     run = check_writable_dir(train_cfg.out)
     device = _device(train_cfg.device, local_rank)

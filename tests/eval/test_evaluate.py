@@ -1,0 +1,65 @@
+"""Evaluation through the published-protocol path: results files, videos, resume, checkpoints."""
+
+import json
+
+import pytest
+
+from pokevla.common.errors import CheckpointError, PokeVLAError
+from pokevla.common.io import read_jsonl
+from pokevla.eval import evaluate as ev
+from pokevla.eval.evaluate import EvalConfig, evaluate
+from pokevla.eval.policy import PolicySpec
+
+pytestmark = pytest.mark.sim
+
+
+def test_expert_evaluation_writes_a_complete_results_file_and_resumes(tmp_path, monkeypatch):
+    config = EvalConfig("libero_object", (0,), trials=2, out=str(tmp_path / "eval"), resolution=64, workers=1, videos_per_task=1)
+    real_run_job = ev.run_job
+
+    def second_episode_interrupted(job):
+        if job.trial == 1:
+            raise KeyboardInterrupt
+        return real_run_job(job)
+
+    monkeypatch.setattr(ev, "run_job", second_episode_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(config, PolicySpec("expert"), progress=False)
+    assert [r["trial"] for r in read_jsonl(tmp_path / "eval/episodes.jsonl")] == [0]
+    monkeypatch.setattr(ev, "run_job", real_run_job)
+
+    results = evaluate(config, PolicySpec("expert"), progress=False)
+    records = read_jsonl(tmp_path / "eval/episodes.jsonl")
+    assert [r["trial"] for r in records] == [0, 1]  # trial 0 was not run again
+    on_disk = json.loads((tmp_path / "eval/results.json").read_text())
+    assert on_disk["overall"] == results["overall"] and results["overall"]["episodes"] == 2
+    task = results["per_task"][0]
+    assert task["instruction"] == "pick up the alphabet soup and place it in the basket" and task["trials"] == 2
+    assert results["overall"]["successes"] == 2  # the expert solves this task
+    assert results["max_steps"] == 280 and results["settings"]["seed"] == 0
+    assert results["versions"]["mujoco"] == "3.3.7" and results["versions"]["robosuite"] == "1.4.0"
+    assert "2 trials per task instead of 50" in results["protocol_deviations"]
+    video = tmp_path / "eval" / records[0]["video"]
+    assert video.exists() and video.stat().st_size > 1000 and "video" not in records[1]
+
+    with pytest.raises(PokeVLAError, match="holds another evaluation"):
+        evaluate(EvalConfig("libero_object", (1,), trials=2, out=str(tmp_path / "eval"), workers=1), PolicySpec("expert"), progress=False)
+
+
+def test_a_checkpoint_runs_through_the_same_path(tmp_path):
+    from pokevla.eval.checkpoints import resolve_checkpoint
+    from pokevla.model.config import get_preset
+    from pokevla.model.pokevla import PokeVLA
+    from pokevla.model.synthetic import synthetic_stats
+
+    tiny = get_preset("tiny")
+    PokeVLA(tiny, synthetic_stats(tiny)).save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt/training.json").write_text(json.dumps({"data": {"suite": "libero_object"}}))
+    with pytest.raises(CheckpointError, match="trained on libero_object, not libero_goal"):
+        resolve_checkpoint(str(tmp_path / "ckpt"), "libero_goal")
+    config = EvalConfig("libero_object", (2,), trials=1, out=str(tmp_path / "eval"), resolution=64, workers=1,
+                        videos_per_task=0, max_steps=6)
+    results = evaluate(config, PolicySpec("checkpoint", resolve_checkpoint(str(tmp_path / "ckpt"), "libero_object"), 4), progress=False)
+    episode = results["episodes"][0]
+    assert episode["steps"] == 6 and episode["success"] is False and episode["policy_seconds"] > 0
+    assert results["policy"]["replan_steps"] == 4 and "max 6 steps instead of 280" in results["protocol_deviations"]
