@@ -100,10 +100,9 @@ def handle_grasp(scene: Scene, name: str, long_axis: np.ndarray) -> tuple[np.nda
     that reaches furthest along the object's long axis (a spout on the other side is shorter)."""
     pos = scene.pos(name)
     parts = scene.part_corners(scene.body(name))
-    along = [(c.mean(axis=0) - pos) @ long_axis for c in parts]
-    reach = [max(((c - pos) @ long_axis).max(), 0) for c in parts], [max(-((c - pos) @ long_axis).min(), 0) for c in parts]
-    side = 1.0 if max(reach[0]) >= max(reach[1]) else -1.0
-    handle = np.concatenate([c for c, a in zip(parts, along) if side * a > 0.045])
+    along = [(c - pos) @ long_axis for c in parts]
+    side = 1.0 if max(a.max() for a in along) >= -min(a.min() for a in along) else -1.0
+    handle = np.concatenate([c for c, a in zip(parts, along) if side * a.mean() > 0.045])
     box = Box(handle.min(axis=0), handle.max(axis=0))
     return box.center, np.array([-long_axis[1], long_axis[0], 0.0])
 
@@ -133,6 +132,7 @@ def plan_grasp(scene: Scene, name: str, across: np.ndarray | None = None) -> Gra
     elif is_rim_object(category):
         center = scene.pos(name)
         handle = axes[int(np.argmax(half))] if "mug" in category and half.max() > 1.15 * half.min() else None
+        # 2.5 cm below the rim, but at least 1 cm above the bottom of a flat plate
         candidates = rim_grasps(center, float(half.min()), max(box.hi[2] - 0.025, box.lo[2] + 0.01), handle)
     else:
         candidates = body_grasps(scene.local_center(name), axes, half, grasp_height(box))

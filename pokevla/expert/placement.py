@@ -50,6 +50,8 @@ def target_for(scene: Scene, obj: str, target: str, relation: str) -> PlaceTarge
         box = Box(center - half, center + half)
         surface = center[2] + half[2]
         floor = max(surface, support_top(scene, center[:2], exclude, below=surface + 0.08))
+        # the parts of the fixture that carries the surface (a rack's slats) hold the object, not block it
+        exclude = (*exclude, parent)
     xy = free_spot(scene, obj, box, floor, exclude)
     return PlaceTarget(xy, floor + DROP)
 

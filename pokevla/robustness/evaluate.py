@@ -92,7 +92,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     journal = out / "episodes.jsonl"
     finished = {(r["id"], r["digest"]) for r in read_jsonl(journal)}
     todo = sorted((v for v in variants if (v.id, v.digest) not in finished), key=lambda v: (v.suite, v.task_id, v.dimension))
-    log(f"{len(variants)} variants, {len(finished)} already done, {len(todo)} to run on {workers} worker(s)")
+    log(f"{len(variants)} variants, {len(variants) - len(todo)} already done, {len(todo)} to run on {workers} worker(s)")
     if settings.render:
         render.select_renderer()  # workers inherit the choice
     jobs = [(v, settings, policy_factory) for v in todo]

@@ -14,7 +14,7 @@ SAMPLE = [
     ("libero_spatial", 4, 1),  # bowl out of the top drawer onto the plate (rim grasp)
     ("libero_goal", 0, 2),  # open the middle drawer (handle pinch with the hand level)
     ("libero_goal", 7, 0),  # turn on the stove (knob push)
-    ("libero_10", 2, 0),  # turn on the stove, then the moka pot onto it (knob push, handle grasp)
+    ("libero_10", 0, 0),  # two-step task: two cans into the basket (free spot for the second)
 ]
 
 
