@@ -8,12 +8,13 @@ from pokevla.common.errors import CheckpointError
 from pokevla.train.checkpoints import resolve_model_dir
 
 
-def resolve_checkpoint(path: str, suite: str) -> str:
-    """A run directory or checkpoint folder -> the model folder, refusing a suite it was not trained on."""
+def resolve_checkpoint(path: str, suite: str | None) -> str:
+    """A run directory or checkpoint folder -> the model folder, refusing a suite it was not trained on
+    (`suite` None: several suites are evaluated, e.g. a robustness manifest; no check)."""
     model_dir = resolve_model_dir(path)
     training = model_dir / "training.json"
     if training.exists():
         trained_on = json.loads(training.read_text()).get("data", {}).get("suite")
-        if trained_on is not None and trained_on != suite:
+        if suite is not None and trained_on is not None and trained_on != suite:
             raise CheckpointError(f"{model_dir} was trained on {trained_on}, not {suite}; evaluate it with --suite {trained_on}")
     return str(model_dir)

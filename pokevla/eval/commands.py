@@ -10,7 +10,8 @@ def register(subparsers) -> None:
     who = ev.add_mutually_exclusive_group(required=True)
     who.add_argument("--checkpoint", help="a training run directory (its last checkpoint) or a checkpoint directory")
     who.add_argument("--policy", choices=["expert"], help="evaluate the scripted expert through the same path")
-    ev.add_argument("--suite", required=True)
+    ev.add_argument("--suite", help="libero_spatial | libero_object | libero_goal | libero_10 (not with --robustness)")
+    ev.add_argument("--robustness", metavar="MANIFEST", help="one episode per variant of a `pokevla robustness build` manifest")
     ev.add_argument("--tasks", help="task ids, e.g. 0,3,5-7 (default: all)")
     ev.add_argument("--trials", type=int, default=50, help="trials per task, trial k from init state k (default 50, the published protocol)")
     ev.add_argument("--out", required=True, help="results directory (run again with the same flags to resume)")
@@ -32,15 +33,14 @@ def _eval(args: argparse.Namespace) -> int:
     from pokevla.sim import suites
     from pokevla.sim.parallel import default_workers
 
+    if args.robustness:
+        return _eval_robustness(args)
+    if not args.suite:
+        raise PokeVLAError("--suite is required (or --robustness MANIFEST)")
     suites.get_suite(args.suite)
     if args.trials < 1:
         raise PokeVLAError("--trials must be at least 1")
-    if args.policy == "expert":
-        policy = PolicySpec("expert")
-    else:
-        from pokevla.eval.checkpoints import resolve_checkpoint
-
-        policy = PolicySpec("checkpoint", resolve_checkpoint(args.checkpoint, args.suite), args.replan_steps, args.device)
+    policy = _policy(args, args.suite)
     config = EvalConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)), trials=args.trials,
         out=args.out, resolution=args.resolution, fast_render=args.fast_render,
@@ -49,4 +49,39 @@ def _eval(args: argparse.Namespace) -> int:
     results = evaluate(config, policy)
     print(format_table(results))
     print(f"results: {args.out}/results.json")
+    return 0
+
+
+def _policy(args: argparse.Namespace, suite: str | None):
+    from pokevla.eval.policy import PolicySpec
+
+    if args.policy == "expert":
+        return PolicySpec("expert")
+    from pokevla.eval.checkpoints import resolve_checkpoint
+
+    return PolicySpec("checkpoint", resolve_checkpoint(args.checkpoint, suite), args.replan_steps, args.device)
+
+
+def _eval_robustness(args: argparse.Namespace) -> int:
+    """The LIBERO-Plus-style evaluation: success per dimension, per level and in total."""
+    from functools import partial
+
+    from pokevla.common.errors import PokeVLAError
+    from pokevla.eval.policy import make_policy
+    from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest
+    from pokevla.sim.parallel import default_workers
+    from pokevla.sim.perturb.manifest import read_manifest
+
+    if args.suite:
+        raise PokeVLAError("--robustness evaluates the manifest's own suites and tasks; drop --suite")
+    variants, _ = read_manifest(args.robustness)
+    suites_in_manifest = sorted({v.suite for v in variants})
+    policy = _policy(args, suites_in_manifest[0] if len(suites_in_manifest) == 1 else None)
+    settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render)
+    results = evaluate_manifest(partial(make_policy, policy), args.robustness, args.workers or default_workers(), args.out,
+                                settings=settings, policy_name=str(policy.describe()), seed=args.seed)
+    for dim, row in results["summary"]["per_dimension"].items():
+        print(f"{dim:>11}: {row['successes']}/{row['episodes']}")
+    total = results["summary"]["total"]
+    print(f"      total: {total['successes']}/{total['episodes']}  -> {args.out}/results.json")
     return 0

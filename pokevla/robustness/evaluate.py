@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pokevla.common.io import append_jsonl, read_jsonl, write_json_atomic
+from pokevla.common.io import append_jsonl, atomic_path, read_jsonl, write_json_atomic
 from pokevla.sim.perturb import DIMENSIONS
 from pokevla.sim.perturb.manifest import Variant, read_manifest
 
@@ -144,7 +144,8 @@ def plot(summary: dict, path: Path) -> None:
     ax2.set_title("per dimension and level")
     ax2.legend(ncol=5, fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
 
 

@@ -8,6 +8,7 @@ same configs, so sort jobs by task. Results come back as they finish.
 from __future__ import annotations
 
 import atexit
+import gc
 import multiprocessing as mp
 import os
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -18,16 +19,15 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 _cache: dict[EnvConfig, LiberoEnv] = {}
+_registered_exit = [False]
 MAX_CACHED_ENVS = 2  # e.g. a physics-only env and a rendering env of the same task (~2 GB each)
 
 
 def close_cached_envs() -> None:
-    """Closes this process's environments (before interpreter exit, where EGL teardown is noisy)."""
+    """Closes this process's environments and frees their GL contexts."""
     while _cache:
         _cache.pop(next(iter(_cache))).close()
-
-
-atexit.register(close_cached_envs)
+    gc.collect()
 
 
 def cached_env(config: EnvConfig) -> LiberoEnv:
@@ -37,6 +37,11 @@ def cached_env(config: EnvConfig) -> LiberoEnv:
     while len(_cache) >= MAX_CACHED_ENVS:
         _cache.pop(next(iter(_cache))).close()
     _cache[config] = LiberoEnv(config)
+    if not _registered_exit[0]:
+        # Registered after robosuite's own exit handler (which terminates the EGL display), so it
+        # runs first: contexts freed after that raise a screenful of EGL errors at exit.
+        atexit.register(close_cached_envs)
+        _registered_exit[0] = True
     return _cache[config]
 
 
