@@ -200,6 +200,12 @@ class LiberoEnv:
 
     def close(self) -> None:
         if getattr(self, "_env", None) is not None:
+            # Free the GL context now: left to garbage collection it may outlive robosuite's EGL
+            # display (terminated at exit) and print a screenful of EGL errors.
+            context = getattr(self.sim, "_render_context_offscreen", None)
+            if context is not None:
+                context.con.free()
+                context.gl_ctx.free()
             self._env.close()
             self._env = None
 
