@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     qs.add_argument("--suite", default="libero_object")
     qs.add_argument("--tasks", default="0", help="task ids (default: 0)")
     qs.add_argument("--episodes-per-task", type=int, default=10)
-    qs.add_argument("--steps", type=int, default=1500, help="training steps of the tiny preset")
+    qs.add_argument("--steps", type=int, default=1000, help="training steps of the tiny preset")
     qs.add_argument("--batch-size", type=int, default=8)
     qs.add_argument("--trials", type=int, default=10, help="evaluation trials per task (init states 0..N-1)")
     qs.add_argument("--workers", type=int, default=None)

@@ -54,7 +54,7 @@ class EnvConfig:
 
 
 def _import_libero():
-    logging.getLogger("robosuite").setLevel(logging.ERROR)  # its "no private macro file" chatter
+    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)  # its "no private macro file" chatter at import
     from libero.libero.envs import OffScreenRenderEnv
     from libero.libero.envs.env_wrapper import ControlEnv
 
