@@ -205,7 +205,11 @@ class LiberoEnv:
             context = getattr(self.sim, "_render_context_offscreen", None)
             if context is not None:
                 context.con.free()
-                context.gl_ctx.free()
+                try:
+                    context.gl_ctx.free()
+                except Exception as e:  # EGL_NOT_INITIALIZED: the display is already gone (interpreter exit)
+                    if "EGL" not in type(e).__name__:
+                        raise
             self._env.close()
             self._env = None
 
