@@ -63,3 +63,18 @@ def test_a_checkpoint_runs_through_the_same_path(tmp_path):
     episode = results["episodes"][0]
     assert episode["steps"] == 6 and episode["success"] is False and episode["policy_seconds"] > 0
     assert results["policy"]["replan_steps"] == 4 and "max 6 steps instead of 280" in results["protocol_deviations"]
+
+
+def test_eval_runs_a_robustness_manifest(tmp_path, capsys):
+    from pokevla.cli import main
+
+    manifest = tmp_path / "m.jsonl"
+    assert main(["robustness", "build", "--suite", "libero_object", "--per-dimension", "1", "--dimensions", "language",
+                 "--out", str(manifest)]) == 0
+    assert main(["eval", "--policy", "expert", "--robustness", str(manifest), "--suite", "libero_object", "--out", str(tmp_path / "x")]) == 2
+    assert "drop --suite" in capsys.readouterr().err
+    assert main(["eval", "--policy", "expert", "--robustness", str(manifest), "--out", str(tmp_path / "plus"),
+                 "--workers", "1", "--resolution", "64"]) == 0
+    results = json.loads((tmp_path / "plus/results.json").read_text())
+    assert results["summary"]["per_dimension"]["language"]["episodes"] == 1
+    assert results["summary"]["total"]["episodes"] == 1 and (tmp_path / "plus/robustness.png").exists()
