@@ -104,7 +104,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     records = [r for r in read_jsonl(journal) if (r["id"], r["digest"]) in current]
     results = {
         "summary": summarize(records),
-        "manifest": {"path": str(Path(manifest).resolve()), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
+        "manifest": {"path": str(manifest), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
                      "variants": len(variants), "skipped_lines": bad_lines},
         "settings": {"policy": policy_name, "workers": workers, "seed": seed, "render_mode": "fast" if settings.fast_render else "stock",
                      "max_steps": "suite limits (220/280/300/520)", **settings.__dict__, "views": list(settings.views)},
