@@ -142,8 +142,9 @@ class DatasetWriter:
             task = meta.get(b"pokevla.task", b"").decode()
             extra = json.loads(meta.get(b"pokevla.extra", b"{}").decode())
             self.episodes.append(EpisodeInfo(index, task, table.num_rows, data_path(index), extra))
-            self._numeric["observation.state"].append(np.asarray(table["observation.state"].to_pylist(), np.float32))
-            self._numeric["action"].append(np.asarray(table["action"].to_pylist(), np.float32))
+            for key in self._numeric:
+                column = table[key].combine_chunks()
+                self._numeric[key].append(column.flatten().to_numpy().astype(np.float32).reshape(len(column), -1))
         indices = [e.episode_index for e in self.episodes]
         if indices != list(range(len(indices))):
             raise DatasetError(f"{self.root}: episode files are not numbered 0..{len(indices) - 1}; the dataset is damaged")

@@ -17,6 +17,7 @@ from pathlib import Path
 from pokevla.common.errors import PokeVLAError
 from pokevla.common.io import append_jsonl, read_jsonl, write_json_atomic
 from pokevla.common.versions import machine, package_versions
+from pokevla.eval.episode import play_episode
 from pokevla.eval.policy import PolicySpec, make_policy
 from pokevla.eval.video import side_by_side, write_video
 
@@ -57,22 +58,12 @@ def run_job(job: EpisodeJob) -> dict:
     env = cached_env(EnvConfig(cfg.suite, job.task_id, resolution=cfg.resolution, render=render,
                                fast_render=cfg.fast_render, seed=cfg.seed))
     t0 = time.perf_counter()
-    obs = env.reset(job.trial)
-    policy.reset(env)
-    frames, success, policy_s = [], False, 0.0
-    for _ in range(cfg.max_steps or env.max_steps):
-        if record_video:
-            frames.append(side_by_side(obs))
-        t_act = time.perf_counter()
-        action = policy.act(obs)
-        policy_s += time.perf_counter() - t_act
-        obs, success = env.step(action)
-        if success:
-            break
-    record = {"task_id": job.task_id, "trial": job.trial, "success": success, "steps": env.num_steps,
-              "seconds": round(time.perf_counter() - t0, 2), "policy_seconds": round(policy_s, 2)}
+    frames: list = []
+    outcome = play_episode(env, policy, cfg.max_steps or env.max_steps, trial=job.trial,
+                           on_frame=(lambda obs: frames.append(side_by_side(obs))) if record_video else None)
+    success = outcome["success"]
+    record = {"task_id": job.task_id, "trial": job.trial, **outcome, "seconds": round(time.perf_counter() - t0, 2)}
     if record_video:
-        frames.append(side_by_side(obs))
         name = f"videos/task{job.task_id:02d}_trial{job.trial:02d}_{'success' if success else 'failure'}.mp4"
         write_video(Path(cfg.out) / name, frames)
         record["video"] = name
@@ -89,14 +80,15 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
     out = Path(config.out)
     _claim_output_dir(out, config, policy)
     journal = out / "episodes.jsonl"
-    done = {(r["task_id"], r["trial"]) for r in read_jsonl(journal)}
+    recorded = read_jsonl(journal)
+    done = {(r["task_id"], r["trial"]) for r in recorded}
     for task_id in config.task_ids:
         available = suites.get_task(config.suite, task_id).num_init_states
         if config.trials > available:
             raise PokeVLAError(f"{config.suite} task {task_id} has {available} init states; ask for --trials {available} or fewer")
     jobs = [EpisodeJob(config, policy, t, k) for t in config.task_ids for k in range(config.trials) if (t, k) not in done]
     bar = tqdm(total=len(config.task_ids) * config.trials, initial=len(done), desc=f"eval {config.suite}", unit="ep", disable=not progress)
-    successes = sum(r["success"] for r in read_jsonl(journal))
+    successes = sum(r["success"] for r in recorded)
     t0 = time.perf_counter()
     for record in map_unordered(run_job, jobs, config.workers):
         append_jsonl(journal, record)

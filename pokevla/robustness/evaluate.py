@@ -36,6 +36,7 @@ class EpisodeSettings:
 
 def run_variant(job: tuple[Variant, EpisodeSettings, Callable]) -> dict:
     """Runs one variant's episode in this process (env cached per config); returns its journal record."""
+    from pokevla.eval.episode import play_episode
     from pokevla.sim.env import EnvConfig
     from pokevla.sim.parallel import cached_env
 
@@ -47,15 +48,10 @@ def run_variant(job: tuple[Variant, EpisodeSettings, Callable]) -> dict:
         env = cached_env(EnvConfig(variant.suite, variant.task_id, resolution=settings.resolution, views=settings.views,
                                    render=settings.render, fast_render=settings.fast_render,
                                    hard_reset=settings.hard_reset, perturbation=variant.spec))
-        policy = factory()
-        obs = env.reset(**variant.reset_kwargs())
-        policy.reset(env)
-        success = False
-        while not success and env.num_steps < env.max_steps:
-            obs, success = env.step(policy.act(obs))
+        outcome = play_episode(env, factory(), env.max_steps, **variant.reset_kwargs())
     except Exception as e:  # a broken variant (or policy crash) is recorded and reported; the run goes on
         return record | {"error": f"{type(e).__name__}: {e}", "seconds": round(time.perf_counter() - start, 2)}
-    return record | {"success": success, "steps": env.num_steps, "seconds": round(time.perf_counter() - start, 2)}
+    return record | outcome | {"seconds": round(time.perf_counter() - start, 2)}
 
 
 def summarize(records: list[dict]) -> dict:
