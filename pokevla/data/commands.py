@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     demos.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: all cores)")
     demos.add_argument("--fast-render", action="store_true", help="no MSAA / reflections: faster, slightly different images (recorded)")
     demos.add_argument("--seed", type=int, default=0)
+    demos.add_argument("--action-noise", type=float, default=0.0,
+                       help="std of correlated noise on the executed translations, in action units; the recorded "
+                            "action stays the expert's command (DART). 0.2-0.3 helps small policies recover (default 0)")
     demos.add_argument("--json", metavar="FILE", help="write the run summary as JSON")
     demos.set_defaults(func=_generate_demos)
 
@@ -45,11 +48,14 @@ def _generate_demos(args: argparse.Namespace) -> int:
         raise PokeVLAError("--episodes-per-task must be at least 1")
     if args.resolution < 32 or args.resolution > 1024:
         raise PokeVLAError(f"--resolution {args.resolution} is out of range; use 32-1024 px (128 or 256 are usual)")
+    if not 0.0 <= args.action_noise <= 1.0:
+        raise PokeVLAError(f"--action-noise {args.action_noise} is out of range; use 0 (none) to 1 (action units)")
     check_writable_dir(args.out)
     config = GenerateConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)),
         episodes_per_task=args.episodes_per_task, out=args.out, resolution=args.resolution,
         workers=args.workers or default_workers(), fast_render=args.fast_render, seed=args.seed,
+        action_noise=args.action_noise,
     )
     summary = generate_demos(config)
     print(f"{summary['episodes']} episodes ({summary['frames']} frames) in {summary['out']}; "

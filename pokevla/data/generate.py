@@ -3,7 +3,8 @@
 Each attempt first rolls the expert out without rendering (about 10x faster than with cameras);
 only successful episodes are then rendered, by restoring the recorded MuJoCo states (and the fixture
 placement, which states do not hold) frame by frame, so the images show exactly the executed
-trajectory. Scenes are fresh samples from the task's BDDL regions (seeded), never the official
+trajectory. With `action_noise` the executed translations are perturbed while the recorded
+`action` stays the expert's command (DART): the replay data keeps the executed actions. Scenes are fresh samples from the task's BDDL regions (seeded), never the official
 evaluation init states. Attempts run on all cores; every finished episode is on disk at once, so an
 interrupted run continues where it stopped when the same command is run again.
 """
@@ -39,6 +40,7 @@ class GenerateConfig:
     workers: int = 1
     fast_render: bool = False
     seed: int = 0
+    action_noise: float = 0.0  # std of the correlated noise on executed translations (0: the clean expert)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Attempt:
     resolution: int
     fast_render: bool
     base_seed: int
+    action_noise: float
 
 
 def run_attempt(job: Attempt) -> dict:
@@ -59,7 +62,7 @@ def run_attempt(job: Attempt) -> dict:
 
     physics = cached_env(EnvConfig(job.suite, job.task_id, render=False, seed=job.base_seed))
     t0 = time.perf_counter()
-    rollout = run_episode(physics, seed=job.seed)
+    rollout = run_episode(physics, seed=job.seed, action_noise=job.action_noise)
     result = {"task_id": job.task_id, "seed": job.seed, "success": rollout.success,
               "num_steps": rollout.num_steps, "rollout_s": time.perf_counter() - t0}
     if not rollout.success:
@@ -77,7 +80,7 @@ def run_attempt(job: Attempt) -> dict:
 def render_rollout(env, rollout) -> dict[str, list]:
     """Restores each recorded state in a camera env and encodes what the cameras see."""
     env.set_fixture_poses(rollout.fixture_poses)
-    frames: dict[str, list] = {"observation.state": [], "action": list(rollout.actions)}
+    frames: dict[str, list] = {"observation.state": [], "action": list(rollout.expert_actions)}
     for t, state in enumerate(rollout.sim_states):
         obs = env.set_sim_state(state)
         # robosuite samples observations inside the last physics substep (2 ms), so a restored state
@@ -114,7 +117,7 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
     tasks = {t: suites.get_task(config.suite, t) for t in config.task_ids}
     root = Path(config.out)
     settings = {"suite": config.suite, "resolution": config.resolution, "fast_render": config.fast_render,
-                "seed": config.seed, "fps": FPS}
+                "seed": config.seed, "fps": FPS, "action_noise": config.action_noise}
     _check_same_settings(root, settings)
     writer = DatasetWriter(root, demo_features(config.resolution), fps=FPS, robot_type="panda",
                            extra_info={"pokevla": {"generator": settings, "versions": package_versions(),
@@ -142,7 +145,8 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
             if budget <= 0:
                 continue
             next_seed = max(attempted[t], default=-1) + 1
-            jobs += [Attempt(config.suite, t, next_seed + i, config.resolution, config.fast_render, config.seed)
+            jobs += [Attempt(config.suite, t, next_seed + i, config.resolution, config.fast_render, config.seed,
+                             config.action_noise)
                      for i in range(min(budget, math.ceil(deficit * 1.25)))]
         if not jobs:
             break
@@ -192,5 +196,7 @@ def _check_same_settings(root: Path, settings: dict) -> None:
             raise DatasetError(f"{root} is not empty and holds no dataset; choose a new --out directory")
         return
     stored = json.loads(info_path.read_text()).get("pokevla", {}).get("generator")
+    if isinstance(stored, dict):
+        stored.setdefault("action_noise", 0.0)  # datasets written before the flag existed
     if stored != settings:
         raise DatasetError(f"{root} was generated with {stored}; this run asks for {settings}. Use another --out directory")

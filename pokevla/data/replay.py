@@ -1,7 +1,9 @@
 """Exact replay of a generated demonstration from what the dataset stores beside it.
 
-`meta/replay/episode_NNNNNN.npz` holds the MuJoCo state before every action, the actions, the
-fixture placement (sampled at reset and absent from MuJoCo states) and the task and seed.
+`meta/replay/episode_NNNNNN.npz` holds the MuJoCo state before every action, the executed actions
+(the dataset's `action` column holds the expert's commands, which differ from them when the
+demonstrations were generated with action noise), the fixture placement (sampled at reset and
+absent from MuJoCo states) and the task and seed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class EpisodeReplay:
     task_id: int
     seed: int
     sim_states: np.ndarray  # float64 (T, D)
-    actions: np.ndarray  # float32 (T, 7)
+    actions: np.ndarray  # float32 (T, 7), as executed
     fixture_poses: dict[str, list[float]]
 
     def observe(self, env, frame: int) -> dict:

@@ -6,9 +6,9 @@ Two grasp families cover LIBERO's objects:
 * rim grasps (bowls, mugs): one finger inside the wall and one outside, closing radially, because
   the object is wider than the 8 cm the gripper opens;
 * handle grasps (moka pots): the fingers close across the handle, the part that sticks out furthest.
-Every candidate is scored by the horizontal gap between the two open fingers and the neighbouring
-objects that reach up to the fingertips; the widest gap wins, so the hand does not land on a
-neighbour (the failure of a fixed top-down grasp in clutter).
+Every candidate is scored by the horizontal gap between the two open fingers (and the 20 cm wide
+hand above them) and the neighbouring objects that reach up to them; the widest gap wins, so the
+hand does not land on a neighbour (the failure of a fixed top-down grasp in clutter).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ RIM_CATEGORIES = ("bowl", "mug", "plate")  # substrings of LIBERO category names
 HANDLE_CATEGORIES = ("moka_pot",)  # too wide for the hand: grasped by the handle
 FINGER_REACH = 0.045  # centre of an open finger pad from the grip site, along the closing axis
 FINGER_HALF = np.array([0.012, 0.014])  # finger pad half size (along closing, across)
+HAND_HALF = np.array([0.105, 0.035])  # the hand above the fingers: half size (along closing, across)
+HAND_BOTTOM = 0.024  # height of the hand's underside above the grip site
 MAX_WIDTH = 0.075  # widest object the open gripper can enclose
 
 
@@ -30,7 +32,7 @@ MAX_WIDTH = 0.075  # widest object the open gripper can enclose
 class Grasp:
     point: np.ndarray  # grip-site position at the grasp, world
     closing: np.ndarray  # horizontal unit vector along which the fingers close
-    clearance: float = 0.0  # horizontal gap from the fingers to the nearest neighbour, metres
+    clearance: float = 0.0  # horizontal gap from the fingers or the hand to the nearest neighbour, metres
 
 
 def is_rim_object(category: str) -> bool:
@@ -60,6 +62,16 @@ def clearance(point: np.ndarray, closing: np.ndarray, obstacles: dict[str, Box])
             if box.hi[2] > finger.lo[2]:
                 gaps.append(finger.xy_gap(box))
     return float(min(gaps))
+
+
+def hand_clearance(point: np.ndarray, closing: np.ndarray, obstacles: dict[str, Box]) -> float:
+    """Smallest horizontal gap between the hand (20 cm long along the closing axis) and an obstacle
+    that reaches up to it: a rim grasp next to a cabinet puts the hand's end over the cabinet."""
+    across = np.array([-closing[1], closing[0], 0.0])
+    half = np.abs(closing[:2]) * HAND_HALF[0] + np.abs(across[:2]) * HAND_HALF[1]
+    lo, hi = point[:2] - half, point[:2] + half
+    hand = Box(np.array([*lo, point[2] + HAND_BOTTOM]), np.array([*hi, point[2] + 0.2]))
+    return float(min([hand.xy_gap(b) for b in obstacles.values() if b.hi[2] > hand.lo[2]], default=0.1))
 
 
 def body_grasps(center: np.ndarray, axes: np.ndarray, half: np.ndarray, grasp_z: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -141,7 +153,9 @@ def plan_grasp(scene: Scene, name: str, across: np.ndarray | None = None) -> Gra
     obstacles = {k: b for k, b in obstacles.items() if not (b.lo[0] < c[0] < b.hi[0] and b.lo[1] < c[1] < b.hi[1] and b.hi[2] < box.hi[2] - 0.01)}
     if not candidates:
         raise ValueError(f"{name} ({category}) is wider than the open gripper on every side")
-    scored = [Grasp(p, d, clearance(p, d, obstacles)) for p, d in candidates]
+    # what stands beside the object, not what hangs over it (an open drawer's floor clears the hand)
+    standing = {k: b for k, b in obstacles.items() if b.lo[2] < box.hi[2]}
+    scored = [Grasp(p, d, min(clearance(p, d, obstacles), hand_clearance(p, d, standing))) for p, d in candidates]
     # enough room (1.5 cm) counts the same for all; among those, the one nearest the robot is the
     # easiest to reach (a far rim grasp can lie beyond the arm's workspace)
     base = scene.robot_base[:2]

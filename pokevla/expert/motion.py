@@ -38,8 +38,12 @@ def hand_forward(direction: np.ndarray, closing_up: bool) -> np.ndarray:
 
 
 def wrap_half_turn(angle: float) -> float:
-    """Angle modulo pi into [-pi/2, pi/2): a parallel gripper is symmetric under a half turn."""
-    return float((angle + np.pi / 2) % np.pi - np.pi / 2)
+    """Angle modulo pi into (-pi/2, pi/2]: a parallel gripper is symmetric under a half turn.
+
+    A quarter turn either way is a tie that rounding would break at random, flipping the wrist
+    between grasps; it goes to +pi/2, the side that keeps the arm's last joint mid-range."""
+    wrapped = (angle + np.pi / 2) % np.pi - np.pi / 2
+    return float(wrapped + np.pi if wrapped < -np.pi / 2 + 1e-6 else wrapped)
 
 
 @dataclass
@@ -66,6 +70,11 @@ class Arm:
         down to a pose `face_down` would choose: a pure pitch, never a half-turn of the wrist."""
         reset_closing = np.array([np.cos(self._finger_angle0), np.sin(self._finger_angle0), 0.0])
         self.rot = hand_forward(direction, closing_up=float(direction @ reset_closing) >= 0)
+
+    def tilt(self, direction: np.ndarray, angle: float) -> None:
+        """Pitches the hand from pointing down by `angle` towards the horizontal `direction`."""
+        axis = np.cross([0.0, 0.0, -1.0], direction)
+        self.rot = Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix() @ self.rot
 
     def action(self, target: np.ndarray, speed: float = 1.0, gain: float = 40.0) -> np.ndarray:
         """P-control towards `target`; the step is scaled as a vector so paths stay straight.

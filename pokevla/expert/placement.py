@@ -34,7 +34,8 @@ def region_box(scene: Scene, site: str) -> Box:
     return Box(center - half, center + half)
 
 
-def target_for(scene: Scene, obj: str, target: str, relation: str) -> PlaceTarget:
+def target_for(scene: Scene, obj: str, target: str, relation: str, shared: bool = False) -> PlaceTarget:
+    """`shared`: another object goes to the same region later, so this one keeps to one side of it."""
     if not scene.is_site(target):
         xy = scene.pos(target)[:2]
         return PlaceTarget(xy, scene.box(target).hi[2] + DROP)
@@ -52,17 +53,25 @@ def target_for(scene: Scene, obj: str, target: str, relation: str) -> PlaceTarge
         floor = max(surface, support_top(scene, center[:2], exclude, below=surface + 0.08))
         # the parts of the fixture that carries the surface (a rack's slats) hold the object, not block it
         exclude = (*exclude, parent)
-    xy = free_spot(scene, obj, box, floor, exclude)
+    xy = free_spot(scene, obj, box, floor, exclude, shared)
     return PlaceTarget(xy, floor + DROP)
 
 
-def free_spot(scene: Scene, obj: str, region: Box, floor: float, exclude: tuple[str, ...]) -> np.ndarray:
+def free_spot(scene: Scene, obj: str, region: Box, floor: float, exclude: tuple[str, ...],
+              shared: bool = False) -> np.ndarray:
     """The point of `region` (for the object's origin) nearest its centre where the object's footprint
-    meets nothing standing above `floor`: a drawer's overhanging frame, an object already put there."""
+    meets nothing standing above `floor`: a drawer's overhanging frame, an object already put there.
+
+    `shared`: nearest the middle of the region's lower edge along the object's narrow side instead,
+    which leaves the most room for the next object beside it."""
     pos, box = scene.pos(obj), scene.box(obj)
     lo_off, hi_off = box.lo[:2] - pos[:2], box.hi[:2] - pos[:2]
     blockers = [b for b in scene.obstacles(exclude=exclude).values() if b.hi[2] > floor + 0.004]
     margin = np.minimum(0.01, (region.hi[:2] - region.lo[:2]) / 4)
+    goal = region.center[:2].copy()
+    if shared:
+        narrow = int(np.argmin(box.size[:2]))
+        goal[narrow] = region.lo[narrow] + margin[narrow] - lo_off[narrow]
     xs = np.linspace(region.lo[0] + margin[0], region.hi[0] - margin[0], 7)
     ys = np.linspace(region.lo[1] + margin[1], region.hi[1] - margin[1], 7)
     best, best_key = region.center[:2], (np.inf, np.inf)
@@ -71,7 +80,7 @@ def free_spot(scene: Scene, obj: str, region: Box, floor: float, exclude: tuple[
             p = np.array([x, y])
             foot = Box(np.array([*(p + lo_off), floor]), np.array([*(p + hi_off), floor + box.size[2]]))
             overlap = sum(max(0.0, -foot.xy_gap(b)) for b in blockers)
-            key = (round(overlap, 3), float(np.linalg.norm(p - region.center[:2])))
+            key = (round(overlap, 3), float(np.linalg.norm(p - goal)))
             if key < best_key:
                 best, best_key = p, key
     return best

@@ -59,7 +59,8 @@ class ScriptedExpert:
         if step.kind == "move":
             return self._pick_and_place(step)
         if step.kind in ("open", "close"):
-            return articulation.slide_or_swing(arm, step.obj, opening=step.kind == "open")
+            contents = tuple(s.obj for s in self.steps if s.kind == "move" and s.target == step.obj)
+            return articulation.slide_or_swing(arm, step.obj, opening=step.kind == "open", contents=contents)
         return articulation.turn_knob(arm, step.obj, on=step.kind == "turnon")
 
     def _pick_and_place(self, step: Step) -> Skill:
@@ -69,5 +70,6 @@ class ScriptedExpert:
         across = scene.joint_axis(joints[0]) if joints else None
         if not (yield from skills.pick(arm, step.obj, across)):
             return False
-        target = placement.target_for(self.scene, step.obj, step.target, step.relation)
+        shared = any(s.kind == "move" and s.target == step.target for s in self.steps[self.steps.index(step) + 1 :])
+        target = placement.target_for(self.scene, step.obj, step.target, step.relation, shared)
         return (yield from skills.place(arm, step.obj, target))

@@ -19,7 +19,6 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 _cache: dict[EnvConfig, LiberoEnv] = {}
-_registered_exit = [False]
 MAX_CACHED_ENVS = 2  # e.g. a physics-only env and a rendering env of the same task (~2 GB each)
 
 
@@ -37,11 +36,11 @@ def cached_env(config: EnvConfig) -> LiberoEnv:
     while len(_cache) >= MAX_CACHED_ENVS:
         _cache.pop(next(iter(_cache))).close()
     _cache[config] = LiberoEnv(config)
-    if not _registered_exit[0]:
-        # Registered after robosuite's own exit handler (which terminates the EGL display), so it
-        # runs first: contexts freed after that raise a screenful of EGL errors at exit.
-        atexit.register(close_cached_envs)
-        _registered_exit[0] = True
+    # (Re-)registered after robosuite's own exit handler, which terminates the EGL display and is
+    # registered when the first rendering env is built, so ours runs first: contexts freed after
+    # that raise a screenful of EGL errors at exit.
+    atexit.unregister(close_cached_envs)
+    atexit.register(close_cached_envs)
     return _cache[config]
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from pokevla.common.errors import DatasetError
 from pokevla.data import generate
 from pokevla.data.generate import GenerateConfig, generate_demos
 from pokevla.data.reader import DatasetReader
@@ -62,3 +63,18 @@ def test_replay_reproduces_stored_frames(tmp_path):
     # the stored state is the one the expert observed, sampled inside the last 2 ms physics substep
     np.testing.assert_allclose(obs["observation.state"], reader.get("observation.state", last), atol=5e-3)
     np.testing.assert_allclose(replay.actions, np.stack([reader.get("action", i) for i in range(len(reader))]))
+
+
+def test_action_noise_labels_states_with_the_expert_commands(tmp_path):
+    out = tmp_path / "demos"
+    cfg = GenerateConfig(suite="libero_object", task_ids=(0,), episodes_per_task=1, out=str(out),
+                         resolution=RES, workers=1, action_noise=0.3)
+    generate_demos(cfg, progress=False)
+    reader = DatasetReader(out)
+    labels = np.stack([reader.get("action", i) for i in range(len(reader))])
+    executed = load_replay(out, 0).actions
+    assert reader.info["pokevla"]["generator"]["action_noise"] == 0.3
+    assert np.abs(executed[:, :3] - labels[:, :3]).mean() > 0.05  # translations were perturbed
+    np.testing.assert_array_equal(executed[:, 3:], labels[:, 3:])  # rotation and gripper were not
+    with pytest.raises(DatasetError, match="action_noise"):  # resuming with other settings is refused
+        generate_demos(GenerateConfig(**{**cfg.__dict__, "action_noise": 0.0}), progress=False)

@@ -13,7 +13,7 @@ SAMPLE = [
     ("libero_object", 1, 0),  # cream cheese into the basket, among tall neighbours
     ("libero_spatial", 4, 1),  # bowl out of the top drawer onto the plate (rim grasp)
     ("libero_goal", 0, 2),  # open the middle drawer (handle pinch with the hand level)
-    ("libero_goal", 7, 0),  # turn on the stove (knob push)
+    ("libero_goal", 7, 0),  # turn on the stove (knob pinched and turned)
     ("libero_10", 0, 0),  # two-step task: two cans into the basket (free spot for the second)
 ]
 

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from pokevla.expert.grasps import MAX_WIDTH, body_grasps, clearance, finger_boxes, rim_grasps
+from pokevla.expert.grasps import HAND_HALF, MAX_WIDTH, body_grasps, clearance, finger_boxes, hand_clearance, rim_grasps
 from pokevla.expert.motion import HAND_DOWN, hand_forward, wrap_half_turn, yaw_matrix
 from pokevla.expert.planner import Step, plan
 from pokevla.expert.scene import Box
+from pokevla.expert.skills import way_out
 
 
 def test_drawer_goal_is_opened_filled_then_closed():
@@ -64,6 +65,23 @@ def test_clearance_sees_a_neighbour_next_to_a_finger():
     assert clearance(point, closing, {"box": low}) == pytest.approx(0.1)
 
 
+def test_hand_clearance_sees_a_cabinet_beyond_the_fingers():
+    point, closing = np.array([0.0, 0.0, 0.05]), np.array([1.0, 0.0, 0.0])
+    cabinet = Box(np.array([HAND_HALF[0] - 0.02, -0.2, 0.0]), np.array([0.4, 0.2, 0.3]))  # under the hand's end
+    assert clearance(point, closing, {"cabinet": cabinet}) > 0  # the fingers alone clear it
+    assert hand_clearance(point, closing, {"cabinet": cabinet}) == pytest.approx(-0.02)
+    assert hand_clearance(point, np.array([0.0, 1.0, 0.0]), {"cabinet": cabinet}) > 0  # the hand turned across
+
+
+def test_way_out_takes_the_shortest_shift_towards_the_robot():
+    bowl = Box(np.array([-0.1, -0.05, 0.0]), np.array([0.0, 0.05, 0.05]))
+    drawer = Box(np.array([-0.03, -0.3, 0.1]), np.array([0.3, 0.3, 0.2]))  # overlaps the bowl's +x side by 3 cm
+    shift = way_out(bowl, [drawer], toward=np.array([-0.6, 0.0]), gap=0.005)
+    assert shift[0] == pytest.approx(-0.04) and shift[1] == pytest.approx(0.0, abs=1e-9)
+    assert not way_out(bowl, [], toward=np.zeros(2)).any()
+    assert way_out(bowl, [Box(np.full(3, -1.0), np.ones(3))], toward=np.zeros(2)) is None
+
+
 def test_box_gap_is_negative_when_footprints_overlap():
     a = Box(np.zeros(3), np.ones(3))
     assert a.xy_gap(Box(np.array([1.5, 0, 0]), np.array([2.0, 1, 1]))) == pytest.approx(0.5)
@@ -72,6 +90,9 @@ def test_box_gap_is_negative_when_footprints_overlap():
 
 def test_half_turn_wrap_and_hand_frames():
     assert wrap_half_turn(np.pi * 0.75) == pytest.approx(-np.pi / 4)
+    # both quarter turns, on either side of rounding
+    for tie in (-np.pi / 2, np.pi / 2, np.pi / 2 + 1e-12, -np.pi / 2 - 1e-12):
+        assert wrap_half_turn(tie) == pytest.approx(np.pi / 2)
     assert np.allclose(yaw_matrix(np.pi / 2) @ [1, 0, 0], [0, 1, 0])
     for rot in (HAND_DOWN, hand_forward(np.array([0.0, -1.0, 0.0]), closing_up=True)):
         assert np.allclose(rot.T @ rot, np.eye(3)) and np.isclose(np.linalg.det(rot), 1.0)
