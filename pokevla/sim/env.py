@@ -130,6 +130,7 @@ class LiberoEnv:
         state = self.init_state(trial) if trial is not None else None
         episode_key = trial if trial is not None else _FRESH_SCENE_SEED_OFFSET + seed
         self._env.seed(self.config.seed * 1_000_003 + episode_key)
+        self._make_gl_current()
         with self._cameras_off():
             self._env.reset()
             if state is not None:
@@ -147,6 +148,7 @@ class LiberoEnv:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (7,):
             raise SimulatorError(f"action must have shape (7,), got {action.shape}")
+        self._make_gl_current()
         raw, _, done, _ = self._env.step(action)
         self.num_steps += 1
         return self._observe(raw), bool(done)
@@ -169,6 +171,7 @@ class LiberoEnv:
 
     def set_sim_state(self, state: np.ndarray) -> dict:
         """Restores a flattened MuJoCo state (time, qpos, qvel) and returns its observation."""
+        self._make_gl_current()
         return self._observe(self._env.regenerate_obs_from_state(state))
 
     def fixture_poses(self) -> dict[str, list[float]]:
@@ -204,6 +207,7 @@ class LiberoEnv:
             # display (terminated at exit) and print a screenful of EGL errors.
             context = getattr(self.sim, "_render_context_offscreen", None)
             if context is not None:
+                self._make_gl_current()  # MjrContext.free deletes GL objects of whichever context is current
                 context.con.free()
                 try:
                     context.gl_ctx.free()
@@ -230,6 +234,13 @@ class LiberoEnv:
         finally:
             for observable in cameras:
                 observable.set_enabled(True)
+
+    def _make_gl_current(self) -> None:
+        # robosuite makes a render context current only when it creates it, so with several envs in
+        # one process (or after another env was closed) the cameras would draw with the wrong one.
+        context = getattr(self.sim, "_render_context_offscreen", None) if self.config.render else None
+        if context is not None:
+            context.gl_ctx.make_current()
 
     def _observe(self, raw: dict) -> dict:
         obs = {"observation.state": robot_state(raw), "raw": raw}

@@ -9,19 +9,9 @@ from pokevla.data.generate import GenerateConfig, generate_demos
 from pokevla.data.reader import DatasetReader
 from pokevla.data.replay import load_replay
 from pokevla.data.validate import validate_dataset
-from pokevla.sim.parallel import close_cached_envs
 
 pytestmark = pytest.mark.sim
 RES = 64
-
-
-@pytest.fixture(autouse=True)
-def fresh_cached_envs():
-    """Generation keeps its envs in a per-process cache; a test that builds and closes its own env
-    frees a GL context under them, so every test starts and ends with an empty cache."""
-    close_cached_envs()
-    yield
-    close_cached_envs()
 
 
 def config(out, episodes):

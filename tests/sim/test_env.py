@@ -105,3 +105,18 @@ def test_bad_suite_and_task():
     with pytest.raises(SimulatorError, match="cannot read task list"):
         suites.parse_task_ids("1,x", "libero_goal")
     assert suites.parse_task_ids("0,2-4", "libero_goal") == [0, 2, 3, 4]
+
+
+def test_envs_sharing_a_process_render_with_their_own_context(camera_env):
+    from pokevla.sim.env import EnvConfig, LiberoEnv
+
+    obs = camera_env.reset(0, settle_steps=0)
+    state = camera_env.get_sim_state()
+    # another env builds (and makes current) its own context, renders, then frees it
+    with LiberoEnv(EnvConfig("libero_object", 1, resolution=RES, depth=True)) as other:
+        other.reset(0, settle_steps=0)
+        again = camera_env.set_sim_state(state)
+        np.testing.assert_array_equal(again["observation.images.primary"], obs["observation.images.primary"])
+    after_close = camera_env.set_sim_state(state)
+    np.testing.assert_array_equal(after_close["observation.images.primary"], obs["observation.images.primary"])
+    np.testing.assert_allclose(after_close["observation.depth.primary"], obs["observation.depth.primary"], atol=1e-3)
