@@ -33,13 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from pokevla.eval.report import markdown_report, results_table_md, success_bar_chart
     from pokevla.model.config import get_preset
     from pokevla.sim import suites
-    from pokevla.sim.parallel import default_workers
+    from pokevla.common.versions import usable_cores
     from pokevla.train import checkpoints as ckpt
     from pokevla.train.config import TrainConfig
     from pokevla.train.loop import train
 
     out = check_writable_dir(args.out)
-    workers = args.workers or default_workers()
+    workers = args.workers or usable_cores()
     task_ids = tuple(suites.parse_task_ids(args.tasks, args.suite))
     resolution = 128  # the tiny preset's input size; rendering time hardly depends on it
     timings = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from importlib import metadata
 
@@ -18,7 +19,10 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
     return versions
 
 
-def machine() -> dict[str, str | int]:
-    import os
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    return max(1, len(os.sched_getaffinity(0)))
 
+
+def machine() -> dict[str, str | int]:
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count() or 0}

@@ -41,7 +41,7 @@ def _generate_demos(args: argparse.Namespace) -> int:
     from pokevla.common.io import check_writable_dir, write_json_atomic
     from pokevla.data.generate import GenerateConfig, generate_demos
     from pokevla.sim import suites
-    from pokevla.sim.parallel import default_workers
+    from pokevla.common.versions import usable_cores
 
     suites.get_suite(args.suite)
     if args.episodes_per_task < 1:
@@ -54,7 +54,7 @@ def _generate_demos(args: argparse.Namespace) -> int:
     config = GenerateConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)),
         episodes_per_task=args.episodes_per_task, out=args.out, resolution=args.resolution,
-        workers=args.workers or default_workers(), fast_render=args.fast_render, seed=args.seed,
+        workers=args.workers or usable_cores(), fast_render=args.fast_render, seed=args.seed,
         action_noise=args.action_noise,
     )
     summary = generate_demos(config)

@@ -31,20 +31,18 @@ def _eval(args: argparse.Namespace) -> int:
     from pokevla.eval.evaluate import EvalConfig, evaluate, format_table
     from pokevla.eval.policy import PolicySpec
     from pokevla.sim import suites
-    from pokevla.sim.parallel import default_workers
+    from pokevla.common.versions import usable_cores
 
     if args.robustness:
         return _eval_robustness(args)
     if not args.suite:
         raise PokeVLAError("--suite is required (or --robustness MANIFEST)")
     suites.get_suite(args.suite)
-    if args.trials < 1:
-        raise PokeVLAError("--trials must be at least 1")
     policy = _policy(args, args.suite)
     config = EvalConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)), trials=args.trials,
         out=args.out, resolution=args.resolution, fast_render=args.fast_render,
-        workers=args.workers or default_workers(), videos_per_task=args.videos, seed=args.seed, max_steps=args.max_steps,
+        workers=args.workers or usable_cores(), videos_per_task=args.videos, seed=args.seed, max_steps=args.max_steps,
     )
     results = evaluate(config, policy)
     print(format_table(results))
@@ -69,7 +67,7 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     from pokevla.common.errors import PokeVLAError
     from pokevla.eval.policy import make_policy
     from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest
-    from pokevla.sim.parallel import default_workers
+    from pokevla.common.versions import usable_cores
     from pokevla.sim.perturb.manifest import read_manifest
 
     if args.suite:
@@ -77,9 +75,9 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     variants, _ = read_manifest(args.robustness)
     suites_in_manifest = sorted({v.suite for v in variants})
     policy = _policy(args, suites_in_manifest[0] if len(suites_in_manifest) == 1 else None)
-    settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render)
-    results = evaluate_manifest(partial(make_policy, policy), args.robustness, args.workers or default_workers(), args.out,
-                                settings=settings, policy_name=str(policy.describe()), seed=args.seed)
+    settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render, seed=args.seed)
+    results = evaluate_manifest(partial(make_policy, policy), args.robustness, args.workers or usable_cores(), args.out,
+                                settings=settings, policy_name=str(policy.describe()))
     for dim, row in results["summary"]["per_dimension"].items():
         print(f"{dim:>11}: {row['successes']}/{row['episodes']}")
     total = results["summary"]["total"]

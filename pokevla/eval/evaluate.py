@@ -37,6 +37,12 @@ class EvalConfig:
     seed: int = 0
     max_steps: int | None = None  # None: the suite's published limit; anything else is a recorded deviation
 
+    @property
+    def step_limit(self) -> int:
+        from pokevla.sim import suites
+
+        return self.max_steps if self.max_steps is not None else suites.get_suite(self.suite).max_steps
+
 
 @dataclass(frozen=True)
 class EpisodeJob:
@@ -59,7 +65,7 @@ def run_job(job: EpisodeJob) -> dict:
                                fast_render=cfg.fast_render, seed=cfg.seed))
     t0 = time.perf_counter()
     frames: list = []
-    outcome = play_episode(env, policy, cfg.max_steps or env.max_steps, trial=job.trial,
+    outcome = play_episode(env, policy, cfg.step_limit, trial=job.trial,
                            on_frame=(lambda obs: frames.append(side_by_side(obs))) if record_video else None)
     success = outcome["success"]
     record = {"task_id": job.task_id, "trial": job.trial, **outcome, "seconds": round(time.perf_counter() - t0, 2)}
@@ -77,15 +83,18 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
     from pokevla.sim import suites
     from pokevla.sim.parallel import map_unordered
 
+    if config.max_steps is not None and config.max_steps < 1:
+        raise PokeVLAError(f"--max-steps must be at least 1, got {config.max_steps}")
+    for task_id in config.task_ids:
+        available = suites.get_task(config.suite, task_id).num_init_states
+        if not 1 <= config.trials <= available:
+            raise PokeVLAError(f"{config.suite} task {task_id} has {available} init states; ask for --trials 1 to {available}")
     out = Path(config.out)
-    _claim_output_dir(out, config, policy)
+    claim_output_dir(out, {"config": {**asdict(replace(config, workers=0, out="")), "task_ids": list(config.task_ids)},
+                           "policy": policy.describe()})
     journal = out / "episodes.jsonl"
     recorded = read_jsonl(journal)
     done = {(r["task_id"], r["trial"]) for r in recorded}
-    for task_id in config.task_ids:
-        available = suites.get_task(config.suite, task_id).num_init_states
-        if config.trials > available:
-            raise PokeVLAError(f"{config.suite} task {task_id} has {available} init states; ask for --trials {available} or fewer")
     jobs = [EpisodeJob(config, policy, t, k) for t in config.task_ids for k in range(config.trials) if (t, k) not in done]
     bar = tqdm(total=len(config.task_ids) * config.trials, initial=len(done), desc=f"eval {config.suite}", unit="ep", disable=not progress)
     successes = sum(r["success"] for r in recorded)
@@ -117,8 +126,8 @@ def summarize(config: EvalConfig, policy: PolicySpec, records: list[dict], wall_
     wins = sum(t["successes"] for t in per_task)
     return {
         "suite": config.suite, "protocol": PROTOCOL,
-        "max_steps": config.max_steps or suites.get_suite(config.suite).max_steps, "settle_steps": suites.SETTLE_STEPS,
-        "protocol_deviations": _deviations(config),
+        "max_steps": config.step_limit, "settle_steps": suites.SETTLE_STEPS,
+        "protocol_deviations": _deviations(config, policy),
         "overall": {"successes": wins, "episodes": total, "success_rate": wins / total if total else None},
         "per_task": per_task,
         "settings": {**asdict(config), "render_mode": "fast" if config.fast_render else "stock"},
@@ -129,8 +138,9 @@ def summarize(config: EvalConfig, policy: PolicySpec, records: list[dict], wall_
     }
 
 
-def _deviations(config: EvalConfig) -> list[str]:
-    """Settings that depart from the published protocol, spelled out in every results file."""
+def _deviations(config: EvalConfig, policy: PolicySpec) -> list[str]:
+    """Settings that depart from the published protocol, spelled out in every results file. Render
+    settings count only for a policy that sees images (the expert's videos are not its input)."""
     from pokevla.sim import suites
 
     notes = []
@@ -138,19 +148,19 @@ def _deviations(config: EvalConfig) -> list[str]:
         notes.append(f"{config.trials} trials per task instead of {suites.NUM_TRIALS}")
     if config.max_steps is not None:
         notes.append(f"max {config.max_steps} steps instead of {suites.get_suite(config.suite).max_steps}")
-    if config.fast_render:
+    if policy.needs_images and config.fast_render:
         notes.append("fast render (no MSAA, no reflections)")
-    if config.resolution != 256:
+    if policy.needs_images and config.resolution != 256:
         notes.append(f"{config.resolution} px renders instead of 256")
     return notes
 
 
-def _claim_output_dir(out: Path, config: EvalConfig, policy: PolicySpec) -> None:
-    """Refuses an output directory that holds a different evaluation; records ours otherwise."""
+def claim_output_dir(out: Path, claim: dict) -> None:
+    """Refuses an output directory that holds a different evaluation (`claim`: its settings and
+    policy, JSON-compatible); records ours otherwise, so a rerun with the same flags resumes."""
     from pokevla.common.io import check_writable_dir
 
     check_writable_dir(out)
-    claim = {"config": {**asdict(replace(config, workers=0, out="")), "task_ids": list(config.task_ids)}, "policy": policy.describe()}
     path = out / "evaluation.json"
     if path.exists():
         existing = json.loads(path.read_text())

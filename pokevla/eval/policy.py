@@ -21,6 +21,10 @@ class PolicySpec:
     replan_steps: int | None = None  # None: execute the whole predicted chunk (VLA-Adapter / OpenVLA-OFT)
     device: str = "cpu"
 
+    @property
+    def needs_images(self) -> bool:
+        return self.kind != "expert"  # the expert reads privileged simulator state
+
     def describe(self) -> dict:
         return {"kind": self.kind, "checkpoint": self.checkpoint, "replan_steps": self.replan_steps, "device": self.device}
 

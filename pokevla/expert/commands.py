@@ -24,22 +24,19 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pokevla.common.errors import PokeVLAError
     from pokevla.common.io import write_json_atomic
     from pokevla.eval.evaluate import EvalConfig, evaluate, format_table
     from pokevla.eval.policy import PolicySpec
     from pokevla.sim import suites
-    from pokevla.sim.parallel import default_workers
+    from pokevla.common.versions import usable_cores
 
     suites.get_suite(args.suite)
-    if args.trials < 1:
-        raise PokeVLAError("--trials must be at least 1")
     task_ids = tuple(suites.parse_task_ids(args.tasks, args.suite))
     label = (args.tasks or "all").replace(",", "_")
     config = EvalConfig(
         suite=args.suite, task_ids=task_ids, trials=args.trials,
         out=args.out or f"outputs/expert/{args.suite}-{args.trials}trials-tasks_{label}",
-        resolution=VIDEO_RESOLUTION if args.render else 256, workers=args.workers or default_workers(),
+        resolution=VIDEO_RESOLUTION if args.render else 256, workers=args.workers or usable_cores(),
         videos_per_task=1 if args.render else 0,
     )
     results = evaluate(config, PolicySpec("expert"))

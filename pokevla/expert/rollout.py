@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pokevla.eval.episode import play_episode
 from pokevla.expert.policy import ScriptedExpert
 from pokevla.sim.env import LiberoEnv
-
 
 NOISE_CORRELATION = 0.8  # AR(1) coefficient per step: the perturbation persists ~5 steps (0.25 s)
 
@@ -22,18 +22,45 @@ class Rollout:
     sim_states: np.ndarray  # float64 (T, D), flattened MuJoCo state before each action
     robot_states: np.ndarray  # float32 (T, 8), obs["observation.state"] before each action
     fixture_poses: dict  # env.fixture_poses() of this episode (fixture placement is not in sim states)
-    init_trial: int
+    init_trial: int | None
 
 
-def run_episode(env: LiberoEnv, trial: int | None = None, max_steps: int | None = None, stop_on_success: bool = True,
-                expert: ScriptedExpert | None = None, on_step=None, *, seed: int | None = None,
+class _RecordingExpert:
+    """The scripted expert as a policy of `play_episode`, recording what a replay needs and
+    (with `action_noise`) executing perturbed translations."""
+
+    needs_images = False
+
+    def __init__(self, env: LiberoEnv, action_noise: float):
+        self.env, self.expert, self.action_noise = env, ScriptedExpert(env), action_noise
+
+    def reset(self, env: LiberoEnv) -> None:
+        self.expert.reset()
+        self.actions, self.commands, self.sim_states, self.robot_states = [], [], [], []
+        self.noise = np.zeros(3)
+        # drawn only with noise, so a clean rollout leaves the episode's global random stream untouched
+        self.rng = np.random.default_rng(np.random.randint(2**32)) if self.action_noise > 0 else None
+
+    def act(self, obs: dict) -> np.ndarray:
+        command = self.expert.act(obs)
+        action = command
+        if self.rng is not None:
+            innovation = self.rng.normal(0.0, self.action_noise * np.sqrt(1 - NOISE_CORRELATION**2), 3)
+            self.noise = NOISE_CORRELATION * self.noise + innovation
+            action = command.copy()
+            action[:3] = np.clip(action[:3] + self.noise, -1.0, 1.0)
+        self.sim_states.append(self.env.get_sim_state())
+        self.robot_states.append(obs["observation.state"])
+        self.actions.append(action)
+        self.commands.append(command)
+        return action
+
+
+def run_episode(env: LiberoEnv, trial: int | None = None, max_steps: int | None = None, *, seed: int | None = None,
                 action_noise: float = 0.0) -> Rollout:
     """Resets `env` to init state `trial` (or, with `seed`, to a fresh scene sampled from the BDDL
-    regions: demonstrations), runs the expert for at most `max_steps` (default: the suite's
-    published limit) and stops at the first success unless told otherwise.
-
-    `expert` reuses a ScriptedExpert bound to `env`; `on_step(obs)` sees every observation
-    (the first included), e.g. to record video frames.
+    regions: demonstrations) and runs the expert until success or `max_steps` (default: the suite's
+    published limit), through the same episode loop as every evaluation.
 
     `action_noise` > 0 adds temporally correlated Gaussian noise (std `action_noise`, in action
     units) to the executed translation commands while the expert keeps commanding from where the
@@ -41,42 +68,17 @@ def run_episode(env: LiberoEnv, trial: int | None = None, max_steps: int | None 
     corrections a cloned policy needs once its errors compound. The noise is drawn from the
     episode's NumPy seed, so a rollout is reproducible.
     """
-    limit = env.max_steps if max_steps is None else max_steps
-    expert = expert if expert is not None else ScriptedExpert(env)
-    obs = env.reset(trial, seed=seed)
-    expert.reset()
-    fixture_poses = env.fixture_poses()
-    actions, expert_actions, sim_states, robot_states = [], [], [], []
-    noise, rng = np.zeros(3), np.random.default_rng(np.random.randint(2**32))  # follows the episode's seed
-    success = False
-    if on_step is not None:
-        on_step(obs)
-    for _ in range(limit):
-        command = expert.act(obs)
-        action = command
-        if action_noise > 0:
-            innovation = rng.normal(0.0, action_noise * np.sqrt(1 - NOISE_CORRELATION**2), 3)
-            noise = NOISE_CORRELATION * noise + innovation
-            action = command.copy()
-            action[:3] = np.clip(action[:3] + noise, -1.0, 1.0)
-        sim_states.append(env.get_sim_state())
-        robot_states.append(obs["observation.state"])
-        actions.append(action)
-        expert_actions.append(command)
-        obs, done = env.step(action)
-        if on_step is not None:
-            on_step(obs)
-        success = success or done
-        if success and stop_on_success:
-            break
+    recorder = _RecordingExpert(env, action_noise)
+    start = {"trial": trial} if trial is not None else {"seed": seed}
+    outcome = play_episode(env, recorder, env.max_steps if max_steps is None else max_steps, **start)
     dim = env.get_sim_state().shape[0]
     return Rollout(
-        success=success,
-        num_steps=len(actions),
-        actions=np.asarray(actions, dtype=np.float32).reshape(-1, 7),
-        expert_actions=np.asarray(expert_actions, dtype=np.float32).reshape(-1, 7),
-        sim_states=np.asarray(sim_states, dtype=np.float64).reshape(-1, dim),
-        robot_states=np.asarray(robot_states, dtype=np.float32).reshape(-1, 8),
-        fixture_poses=fixture_poses,
+        success=outcome["success"],
+        num_steps=len(recorder.actions),
+        actions=np.asarray(recorder.actions, dtype=np.float32).reshape(-1, 7),
+        expert_actions=np.asarray(recorder.commands, dtype=np.float32).reshape(-1, 7),
+        sim_states=np.asarray(recorder.sim_states, dtype=np.float64).reshape(-1, dim),
+        robot_states=np.asarray(recorder.robot_states, dtype=np.float32).reshape(-1, 8),
+        fixture_poses=env.fixture_poses(),  # sampled at reset, unchanged by stepping
         init_trial=trial,
     )

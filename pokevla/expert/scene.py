@@ -52,6 +52,7 @@ class Scene:
         self.raw = env.raw_env
         self.model = env.sim.model._model
         self.data = env.sim.data._data
+        self._subtree_cache: dict[int, np.ndarray] = {}  # the body tree is fixed for this model
 
     # ------------------------------------------------------------------ robot
     @property
@@ -202,7 +203,10 @@ class Scene:
         return np.flatnonzero((m.geom_contype != 0) | (m.geom_conaffinity != 0))
 
     def _subtree_geoms(self, body: int) -> np.ndarray:
-        return np.array([g for g in self._collision_geoms if self._is_below(int(self.model.geom_bodyid[g]), body)], dtype=int)
+        if body not in self._subtree_cache:  # obstacle queries ask for every object, many times per episode
+            self._subtree_cache[body] = np.array(
+                [g for g in self._collision_geoms if self._is_below(int(self.model.geom_bodyid[g]), body)], dtype=int)
+        return self._subtree_cache[body]
 
     def _is_below(self, b: int, ancestor: int) -> bool:
         while b != 0:

@@ -178,4 +178,4 @@ def load_into(model, path: str | Path) -> None:
     if model.normalizer is not None and stats != model.normalizer:
         raise CheckpointError(f"{path / STATS} differ from the model's normalisation statistics")
     load_weights(model, path / WEIGHTS)
-    model.normalizer = model.processor.normalizer = stats
+    model.normalizer = stats

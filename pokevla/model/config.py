@@ -137,6 +137,9 @@ class PokeVLAConfig:
                               "features are concatenated per patch")
         if not 0.25 <= v.crop_scale <= 1.0:
             raise ConfigError(f"vision.crop_scale {v.crop_scale} is out of range; use 0.25-1 (1 disables cropping)")
+        if self.geometry.teacher == "precomputed" and v.crop_scale < 1.0 and self.loss.geo_weight > 0:
+            raise ConfigError("geometry.teacher 'precomputed' holds features of the whole image's patches, which a crop "
+                              "shifts; use --vision.crop-scale 1 with it")
         if self.geometry.teacher == "model" and not self.geometry.teacher_path:
             raise ConfigError("geometry.teacher 'model' needs --geometry.teacher-path")
         if self.loss.seg_weight < 0 or self.loss.geo_weight < 0:

@@ -19,9 +19,7 @@ def apply_finetune(module: nn.Module, mode: Finetune, cfg: LoRAConfig) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
         inject_adapter_in_model(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                           target_modules="all-linear"), module)
-        for name, p in module.named_parameters():
-            p.requires_grad = "lora_" in name
+                                           target_modules="all-linear"), module)  # leaves only the adapters trainable
 
 
 def is_lora(name: str) -> bool:

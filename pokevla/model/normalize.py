@@ -54,6 +54,8 @@ class Normalizer:
                 self.stats[key][name] = t
         self._raw = {k: {n: torch.as_tensor(v, dtype=torch.float64).flatten().tolist() for n, v in stats[k].items()}
                      for k in self.stats}
+        self._affines = {key: self._make_affine(key) for key in self.stats}
+        self._on_device: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def for_model(cls, stats: Mapping, norm_cfg, state_dim: int, action_dim: int) -> "Normalizer":
@@ -62,8 +64,8 @@ class Normalizer:
         return cls(stats, modes={STATE: norm_cfg.state, ACTION: norm_cfg.action},
                    dims={STATE: state_dim, ACTION: action_dim}, keep_dims={ACTION: keep})
 
-    def _affine(self, key: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(offset, scale) with normalised = (x - offset) / scale, on `like`'s device."""
+    def _make_affine(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(offset, scale) with normalised = (x - offset) / scale, on the CPU."""
         mode, s = self.modes[key], self.stats[key]
         if mode == "mean_std":
             offset, scale = s["mean"], s["std"].clamp_min(_EPS)
@@ -74,7 +76,14 @@ class Normalizer:
         if keep:
             offset, scale = offset.clone(), scale.clone()
             offset[keep], scale[keep] = 0.0, 1.0
-        return offset.to(like.device), scale.to(like.device)
+        return offset, scale
+
+    def _affine(self, key: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (offset, scale) of `key` on `like`'s device, copied there once (not on every call)."""
+        where = (key, like.device)
+        if where not in self._on_device:
+            self._on_device[where] = tuple(t.to(like.device) for t in self._affines[key])
+        return self._on_device[where]
 
     def _check(self, key: str, x: torch.Tensor) -> None:
         if x.shape[-1] != self.dims[key]:

@@ -55,7 +55,7 @@ class PokeVLA(nn.Module):
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.llm.path)
         self.token_ids = token_ids(self.tokenizer, backbones.llm.vocab_size)
         e = config.expert
-        self.normalizer = None if stats is None else Normalizer.for_model(stats, config.norm, e.state_dim, e.action_dim)
+        normalizer = None if stats is None else Normalizer.for_model(stats, config.norm, e.state_dim, e.action_dim)
 
         self.vision = VisionEncoder(config.vision, backbones.dinov2, backbones.siglip, load_weights)
         d = backbones.llm.hidden_size
@@ -67,7 +67,16 @@ class PokeVLA(nn.Module):
         self.geometry = GeometryAlignment(config.geometry, d, config.grid, config.views) if geo else None
         apply_finetune(self.vision, config.vision.finetune, config.lora)
         apply_finetune(self.language.llm, config.llm.finetune, config.lora)
-        self.processor = Processor(config, self.tokenizer, self.token_ids, self.normalizer)
+        self.processor = Processor(config, self.tokenizer, self.token_ids, normalizer)
+
+    @property
+    def normalizer(self) -> Normalizer | None:
+        """The statistics' normaliser; the processor owns it, as it applies it to every batch."""
+        return self.processor.normalizer
+
+    @normalizer.setter
+    def normalizer(self, value: Normalizer | None) -> None:
+        self.processor.normalizer = value
 
     @property
     def device(self) -> torch.device:

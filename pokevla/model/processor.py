@@ -282,10 +282,13 @@ class Processor:
                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.config, self.tokenizer, self.ids = config, tokenizer, ids
         self.normalizer, self.augment = normalizer, augment
+        c = config
+        # built once: it tokenises the template, and transforms are composed on every call
+        self._tokenize = TokenizePrompt(tokenizer, ids, c.llm.prompt, len(c.views) * c.grid ** 2, c.llm.num_queries,
+                                        c.llm.max_length)
 
     def _common(self, device, training: bool, augment: bool) -> list[Transform]:
         c = self.config
-        n_image = len(c.views) * c.grid ** 2
         steps: list[Transform] = [ToTensors(device), CheckObservation(c.views, c.expert.state_dim)]
         if training:
             steps.append(CheckTargets(c.views, c.expert.chunk_size, c.expert.action_dim, c.seg_enabled))
@@ -294,8 +297,7 @@ class Processor:
             steps.append(Augment(self.augment))
         if training and c.seg_enabled:
             steps.append(ResizeMasks(c.views, c.vision.image_size))
-        steps += [Normalize(self.normalizer, training),
-                  TokenizePrompt(self.tokenizer, self.ids, c.llm.prompt, n_image, c.llm.num_queries, c.llm.max_length)]
+        steps += [Normalize(self.normalizer, training), self._tokenize]
         return steps
 
     def inference(self, observation: Batch, device: torch.device | str = "cpu") -> Batch:

@@ -11,7 +11,9 @@ from typing import Callable
 
 import numpy as np
 
-from pokevla.sim.perturb import BackgroundSpec, CameraSpec, LanguageSpec, LayoutSpec, LightSpec, NoiseSpec, RobotSpec
+from pokevla.sim.perturb import (
+    BackgroundSpec, CameraSpec, LanguageSpec, LayoutSpec, LightSpec, NoiseSpec, RobotSpec, reset_kwargs,
+)
 from pokevla.sim.perturb import robot
 
 LEVEL = 3
@@ -30,26 +32,24 @@ def bench_variants(task_instruction: str, distractors: tuple, shifts: tuple) -> 
                                             wall_texture="asset:dark_blue_wall")),
         *[(f"noise {k}", NoiseSpec(LEVEL, k, severity=6, seed=0))
           for k in ("motion_blur", "gaussian_noise", "zoom_blur", "fog", "glass_blur")],
-        ("layout shift", LayoutSpec(LEVEL, "shift", shifts=shifts)),
+        *([("layout shift", LayoutSpec(LEVEL, "shift", shifts=shifts))] if shifts else []),  # nothing movable: no row
         ("layout distractors", LayoutSpec(LEVEL, "distractors", distractors=distractors, scene_seed=1)),
     ]
 
 
 def bench(suite: str, task_id: int, resolution: int, steps: int, log: Callable[[str], None] = print) -> list[dict]:
-    from pokevla.robustness.build import layout_variant
+    from pokevla.robustness.build import layout_variant, movable_objects
     from pokevla.sim import suites
     from pokevla.sim.env import EnvConfig, LiberoEnv
 
     task = suites.get_task(suite, task_id)
     rng = np.random.default_rng(0)
-    distractors = shifts = ()
-    while not (distractors and shifts):  # one valid layout of each kind
-        spec = layout_variant(task, LEVEL, rng, log)
-        distractors, shifts = distractors or spec.distractors, shifts or spec.shifts
+    distractors = layout_variant(task, LEVEL, rng, log, kind="distractors").distractors
+    shifts = layout_variant(task, LEVEL, rng, log, kind="shift").shifts if movable_objects(suite, task_id) else ()
     rows = []
     for name, spec in bench_variants(task.instruction, distractors, shifts):
         with LiberoEnv(EnvConfig(suite, task_id, resolution=resolution, perturbation=spec)) as env:
-            kwargs = {"seed": spec.scene_seed} if isinstance(spec, LayoutSpec) and spec.distractors else {"trial": 0}
+            kwargs = reset_kwargs(spec)
             resets = []
             for _ in range(2):
                 t0 = time.perf_counter()

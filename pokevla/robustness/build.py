@@ -7,6 +7,8 @@ variants are checked in the simulator (physics only) and re-drawn until valid.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -48,14 +50,28 @@ def build_manifest(suite: str, per_dimension: int, seed: int = 0, dimensions: tu
     return variants
 
 
-def layout_variant(task: suites.TaskInfo, level: int, rng: np.random.Generator, log: Callable[[str], None]) -> LayoutSpec:
-    """A valid distractor or shift layout (829 : 696 as in LIBERO-Plus); raises if none is found."""
+@lru_cache(maxsize=None)
+def movable_objects(suite: str, task_id: int) -> tuple:
+    """The task's objects a shift layout may move (needs an env, so worked out once per task)."""
     from pokevla.sim.env import EnvConfig, LiberoEnv
 
-    text = open(task.bddl_path).read()
-    with LiberoEnv(EnvConfig(task.suite, task.task_id, render=False)) as env:
-        movable = layout.shiftable_objects(env, text)
-    kind = "distractors" if not movable or rng.random() < 829 / 1525 else "shift"
+    task = suites.get_task(suite, task_id)
+    with LiberoEnv(EnvConfig(suite, task_id, render=False)) as env:
+        return tuple(layout.shiftable_objects(env, Path(task.bddl_path).read_text()))
+
+
+def layout_variant(task: suites.TaskInfo, level: int, rng: np.random.Generator, log: Callable[[str], None],
+                   kind: str | None = None) -> LayoutSpec:
+    """A valid layout of `kind` ("distractors" or "shift"; None: drawn 829 : 696 as in LIBERO-Plus,
+    distractors when nothing can be shifted); raises if none is found."""
+    from pokevla.sim.env import EnvConfig, LiberoEnv
+
+    text = Path(task.bddl_path).read_text()
+    movable = list(movable_objects(task.suite, task.task_id))
+    if kind is None:
+        kind = "distractors" if not movable or rng.random() < 829 / 1525 else "shift"
+    elif kind == "shift" and not movable:
+        raise SimulatorError(f"{task.suite} task {task.task_id} has no object a shift layout may move")
     reasons = []
     for _ in range(LAYOUT_ATTEMPTS):
         if kind == "distractors":

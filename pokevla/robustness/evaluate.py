@@ -32,6 +32,7 @@ class EpisodeSettings:
     render: bool = True
     fast_render: bool = False
     hard_reset: bool = True
+    seed: int = 0  # the env's base seed, as in `pokevla eval`
 
 
 def run_variant(job: tuple[Variant, EpisodeSettings, Callable]) -> dict:
@@ -47,7 +48,7 @@ def run_variant(job: tuple[Variant, EpisodeSettings, Callable]) -> dict:
     try:
         env = cached_env(EnvConfig(variant.suite, variant.task_id, resolution=settings.resolution, views=settings.views,
                                    render=settings.render, fast_render=settings.fast_render,
-                                   hard_reset=settings.hard_reset, perturbation=variant.spec))
+                                   hard_reset=settings.hard_reset, seed=settings.seed, perturbation=variant.spec))
         outcome = play_episode(env, factory(), env.max_steps, **variant.reset_kwargs())
     except Exception as e:  # a broken variant (or policy crash) is recorded and reported; the run goes on
         return record | {"error": f"{type(e).__name__}: {e}", "seconds": round(time.perf_counter() - start, 2)}
@@ -73,16 +74,22 @@ def summarize(records: list[dict]) -> dict:
 
 
 def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: int, out: str | Path, *,
-                      settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "", seed: int = 0,
+                      settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "",
                       log: Callable[[str], None] = print) -> dict:
-    """Runs every valid variant of `manifest` once (resuming from out/episodes.jsonl); returns results."""
-    from pokevla.common.io import check_writable_dir
+    """Runs every valid variant of `manifest` once (resuming from out/episodes.jsonl); returns results.
+
+    `out` is claimed for these settings and this policy: a rerun with other ones is refused rather
+    than mixed into the same summary (a changed manifest line is re-run, by its digest).
+    """
     from pokevla.common.versions import package_versions
-    from pokevla.sim import render
+    from pokevla.eval.evaluate import claim_output_dir
+    from pokevla.sim import render, suites
     from pokevla.sim.parallel import map_unordered
 
-    out = check_writable_dir(out)
+    out = Path(out)
     variants, bad_lines = read_manifest(manifest)
+    settings_record = {**settings.__dict__, "views": list(settings.views)}
+    claim_output_dir(out, {"settings": settings_record, "policy": policy_name})
     for message in bad_lines:
         log(f"skipped: {message}")
     journal = out / "episodes.jsonl"
@@ -102,8 +109,9 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
         "summary": summarize(records),
         "manifest": {"path": str(manifest), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
                      "variants": len(variants), "skipped_lines": bad_lines},
-        "settings": {"policy": policy_name, "workers": workers, "seed": seed, "render_mode": "fast" if settings.fast_render else "stock",
-                     "max_steps": "suite limits (220/280/300/520)", **settings.__dict__, "views": list(settings.views)},
+        "settings": {"policy": policy_name, "workers": workers, "render_mode": "fast" if settings.fast_render else "stock",
+                     "max_steps": {s: suites.get_suite(s).max_steps for s in sorted({v.suite for v in variants})},
+                     **settings_record},
         "versions": package_versions(),
         "episodes": len(records),
     }

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from pokevla.sim.perturb import DIMENSIONS
+from pokevla.sim.perturb import DIMENSIONS, reset_kwargs
 
 TILE_LABEL_HEIGHT = 14
 
@@ -41,10 +41,9 @@ def preview(suite: str, task_id: int, out: str | Path, resolution: int = 128, se
             rng = variant_rng(seed, suite, dimension, level)
             if dimension == "layout":
                 spec = layout_variant(task, level, rng, log)
-                kwargs = {"seed": spec.scene_seed} if spec.distractors else {"trial": 0}
             else:
                 spec = sample.sample(dimension, level, rng, task.instruction)
-                kwargs = {"trial": 0}
+            kwargs = reset_kwargs(spec)
             if dimension == "language":
                 image = clean  # the scene is unchanged; the rewrite goes to language.txt
                 texts.append(f"L{level}: {spec.instruction}")

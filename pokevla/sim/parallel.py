@@ -44,10 +44,6 @@ def cached_env(config: EnvConfig) -> LiberoEnv:
     return _cache[config]
 
 
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)))
-
-
 def _init_worker() -> None:
     # llvmpipe would otherwise start one raster thread per core in every worker.
     os.environ.setdefault("LP_NUM_THREADS", "1")

@@ -23,7 +23,7 @@ import torch
 from pokevla.common.config import to_dict
 from pokevla.common.errors import CheckpointError, PokeVLAError
 from pokevla.common.io import check_writable_dir, write_json_atomic
-from pokevla.common.versions import machine, package_versions
+from pokevla.common.versions import machine, package_versions, usable_cores
 from pokevla.train import checkpoints as ckpt
 from pokevla.train.config import TrainConfig
 from pokevla.train.data import EpochSampler, FrameDataset, collate, dataset_stats, parse_feature_map, required_features
@@ -88,7 +88,7 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
     from pokevla.data.reader import DatasetReader
     from pokevla.model.pokevla import PokeVLA
 
-    torch.set_num_threads(train_cfg.threads or max(1, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(train_cfg.threads or max(1, usable_cores() // 2))
     rank, local_rank, world = _distributed()
     run = check_writable_dir(train_cfg.out)
     device = _device(train_cfg.device, local_rank)

@@ -29,7 +29,7 @@ def test_expert_solves_sample_within_published_limit(suite, task, trial):
 
 def test_rollout_arrays_are_consistent():
     with LiberoEnv(EnvConfig("libero_object", 0, render=False)) as env:
-        rollout = run_episode(env, 3, max_steps=40, stop_on_success=False)
+        rollout = run_episode(env, 3, max_steps=40)
         dim = env.get_sim_state().shape[0]
         assert not rollout.success and rollout.num_steps == 40 and rollout.init_trial == 3
         assert rollout.actions.shape == (40, 7) and rollout.actions.dtype == np.float32

@@ -21,4 +21,3 @@ def test_action_expert_shapes_and_inputs(B):
     for name in inputs:  # each source changes the chunk: h_v, h_seg, [h_q ; state]
         changed = dict(inputs, **{name: inputs[name] + torch.randn_like(inputs[name])})
         assert not torch.allclose(expert(**changed), out), name
-    assert len(expert.layers) == 2

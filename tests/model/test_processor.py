@@ -106,7 +106,7 @@ def test_bad_training_batches_are_named(make_model, tiny, change, message):
 
 
 def test_precomputed_geometry_must_match_the_patch_grid(make_model, tiny):
-    config = override(tiny, {"geometry.teacher": "precomputed", "geometry.dim": 16})
+    config = override(tiny, {"geometry.teacher": "precomputed", "geometry.dim": 16, "vision.crop_scale": 1.0})
     model = make_model(config)
     batch = synthetic_batch(config, 2)
     model(batch)

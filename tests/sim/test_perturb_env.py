@@ -134,3 +134,14 @@ def test_layout_distractors_add_settled_objects():
         assert names[-2:] == ["ketchup_pokevla_0", "milk_pokevla_1"]
         body = env.sim.model.body_name2id(env.raw_env.objects_dict["ketchup_pokevla_0"].root_body)
         np.testing.assert_allclose(env.sim.data.body_xpos[body][:2], (0.15, -0.05), atol=0.03)
+
+
+def test_layout_variant_draws_the_kind_asked_for():
+    from pokevla.robustness.build import layout_variant, movable_objects
+    from pokevla.sim import suites
+
+    task = suites.get_task("libero_spatial", 0)
+    rng = np.random.default_rng(0)
+    shift = layout_variant(task, 1, rng, log=lambda _: None, kind="shift")
+    assert shift.kind == "shift" and {name for name, _, _ in shift.shifts} <= set(movable_objects("libero_spatial", 0))
+    assert layout_variant(task, 1, rng, log=lambda _: None, kind="distractors").distractors

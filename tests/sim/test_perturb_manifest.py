@@ -119,3 +119,23 @@ def test_evaluate_manifest_skips_bad_lines_resumes_and_writes_results(tmp_path, 
     ran.clear()
     ev.evaluate_manifest(None, manifest, 1, tmp_path / "out", settings=settings, log=lambda _: None)
     assert ran == []  # resumed from the journal
+    with pytest.raises(PokeVLAError, match="holds another evaluation"):  # other settings are not mixed in
+        ev.evaluate_manifest(None, manifest, 1, tmp_path / "out", settings=ev.EpisodeSettings(render=False, seed=1),
+                             log=lambda _: None)
+
+
+def test_run_variant_builds_its_env_with_the_settings_seed(monkeypatch):
+    import pokevla.robustness.evaluate as ev
+    import pokevla.sim.parallel as parallel
+
+    built = []
+
+    def capture(config):
+        built.append(config)
+        raise RuntimeError("no simulator needed")
+
+    monkeypatch.setattr(parallel, "cached_env", capture)
+    variant = build_manifest("libero_goal", 1, dimensions=("camera",), log=lambda _: None)[0]
+    record = ev.run_variant((variant, ev.EpisodeSettings(render=False, seed=7), None))
+    assert built[0].seed == 7 and built[0].perturbation == variant.spec
+    assert record["error"] == "RuntimeError: no simulator needed"

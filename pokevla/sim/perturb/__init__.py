@@ -18,12 +18,13 @@ from pokevla.sim.perturb.spec import (
     NoiseSpec,
     Perturbation,
     RobotSpec,
+    reset_kwargs,
     spec_from_dict,
 )
 
 __all__ = [
     "DIMENSIONS", "LEVELS", "BackgroundSpec", "CameraSpec", "LanguageSpec", "LayoutSpec", "LightSpec",
-    "NoiseSpec", "Perturbation", "Perturber", "RobotSpec", "attach", "bddl_path", "spec_from_dict",
+    "NoiseSpec", "Perturbation", "Perturber", "RobotSpec", "attach", "bddl_path", "reset_kwargs", "spec_from_dict",
 ]
 
 

@@ -10,7 +10,6 @@ build time and `check_layout` verifies them in the simulator (objects settle, no
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tempfile
 from collections import Counter
@@ -19,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from pokevla.common.errors import SimulatorError
+from pokevla.common.io import write_text_atomic
 from pokevla.sim.suites import SETTLE_STEPS
 from pokevla.sim.perturb.base import Perturber
-from pokevla.sim.perturb.spec import LayoutSpec
+from pokevla.sim.perturb.spec import LayoutSpec, reset_kwargs
 
 # Small graspable grocery items whose assets are installed (LIBERO-Plus draws from 13 similar categories;
 # `mayo` is registered by LIBERO but its mesh is missing from the asset wheels).
@@ -109,9 +109,7 @@ def bddl_path(base_bddl: str, spec: LayoutSpec) -> str:
     folder.mkdir(exist_ok=True)
     path = folder / f"{Path(base_bddl).stem}_{hashlib.sha1(text.encode()).hexdigest()[:12]}.bddl"
     if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)  # atomic: parallel workers may write the same file
+        write_text_atomic(path, text)  # parallel workers may write the same file
     return str(path)
 
 
@@ -253,11 +251,10 @@ def check_layout(env, spec: LayoutSpec, trial: int = 0, extra_steps: int = 20) -
     the moved or added objects overlap nothing but the table/floor when placed, land within
     DRIFT_TOLERANCE of where they were put, and nothing moves more than SETTLE_TOLERANCE afterwards.
     """
+    env.reset(**reset_kwargs(spec, trial), settle_steps=0)
     if spec.kind == "distractors":
-        env.reset(seed=spec.scene_seed, settle_steps=0)
         moved = [distractor_name(c, i) for i, (c, _, _) in enumerate(spec.distractors)]
     else:
-        env.reset(trial, settle_steps=0)
         moved = [name for name, _, _ in spec.shifts]
     hits = _contacts(env, moved)
     if hits:

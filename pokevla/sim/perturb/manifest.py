@@ -18,7 +18,7 @@ from pathlib import Path
 from pokevla.common.errors import ConfigError, PokeVLAError
 from pokevla.common.io import write_text_atomic
 from pokevla.sim import suites
-from pokevla.sim.perturb.spec import DIMENSIONS, LanguageSpec, LayoutSpec, Perturbation, spec_from_dict
+from pokevla.sim.perturb.spec import DIMENSIONS, LanguageSpec, LayoutSpec, Perturbation, reset_kwargs, spec_from_dict
 
 REQUIRED = ("id", "suite", "task_id", "dimension", "level", "seed", "trial", "instruction", "params")
 
@@ -43,9 +43,7 @@ class Variant:
 
     def reset_kwargs(self) -> dict:
         """Arguments of `LiberoEnv.reset` for this variant's single episode."""
-        if self.trial is None:
-            return {"seed": self.spec.scene_seed}
-        return {"trial": self.trial}
+        return reset_kwargs(self.spec, self.trial)
 
     @property
     def digest(self) -> str:

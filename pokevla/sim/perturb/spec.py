@@ -164,6 +164,14 @@ DIMENSIONS = tuple(SPECS)
 Perturbation = CameraSpec | RobotSpec | LanguageSpec | LightSpec | BackgroundSpec | NoiseSpec | LayoutSpec
 
 
+def reset_kwargs(spec: Perturbation | None, trial: int = 0) -> dict:
+    """Arguments of `LiberoEnv.reset` for an episode under `spec`: a distractor layout starts from its
+    own sampled scene (no official init state holds its extra objects), anything else from `trial`."""
+    if isinstance(spec, LayoutSpec) and spec.distractors:
+        return {"seed": spec.scene_seed}
+    return {"trial": trial}
+
+
 def spec_from_dict(dimension: str, params: dict) -> Perturbation:
     """Builds the spec of `dimension` from its JSON parameters (lists become tuples)."""
     if dimension not in SPECS:
