@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     demos.add_argument("--action-noise", type=float, default=0.0,
                        help="std of correlated noise on the executed translations, in action units; the recorded "
                             "action stays the expert's command (DART). 0.2-0.3 helps small policies recover (default 0)")
+    demos.add_argument("--init-joint-noise", type=float, default=None, metavar="RAD",
+                       help="std of the Gaussian noise on each arm joint at a scene's start (default 0.02, the spread "
+                            "measured in the official init states; 0 starts every episode from one pose)")
     demos.add_argument("--json", metavar="FILE", help="write the run summary as JSON")
     demos.set_defaults(func=_generate_demos)
 
@@ -50,12 +53,15 @@ def _generate_demos(args: argparse.Namespace) -> int:
         raise PokeVLAError(f"--resolution {args.resolution} is out of range; use 32-1024 px (128 or 256 are usual)")
     if not 0.0 <= args.action_noise <= 1.0:
         raise PokeVLAError(f"--action-noise {args.action_noise} is out of range; use 0 (none) to 1 (action units)")
+    joint_noise = suites.OFFICIAL_INIT_JOINT_STD if args.init_joint_noise is None else args.init_joint_noise
+    if not 0.0 <= joint_noise <= 0.5:
+        raise PokeVLAError(f"--init-joint-noise {joint_noise} is out of range; use 0-0.5 rad (the official spread is 0.02)")
     check_writable_dir(args.out)
     config = GenerateConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)),
         episodes_per_task=args.episodes_per_task, out=args.out, resolution=args.resolution,
         workers=args.workers or usable_cores(), fast_render=args.fast_render, seed=args.seed,
-        action_noise=args.action_noise,
+        action_noise=args.action_noise, init_joint_noise=joint_noise,
     )
     summary = generate_demos(config)
     print(f"{summary['episodes']} episodes ({summary['frames']} frames) in {summary['out']}; "

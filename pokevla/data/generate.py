@@ -24,6 +24,7 @@ from pokevla.common.io import append_jsonl, atomic_path, read_jsonl
 from pokevla.common.versions import package_versions
 from pokevla.data.features import DEPTH_SCALE, VIEWS, demo_features
 from pokevla.data.lerobot import DatasetWriter, encode_png
+from pokevla.sim.suites import OFFICIAL_INIT_JOINT_STD
 
 FPS = 20  # LIBERO's control frequency
 REPLAY_TOLERANCE = 0.05  # max |state difference| (m, rad) between a restored and a recorded frame
@@ -41,6 +42,7 @@ class GenerateConfig:
     fast_render: bool = False
     seed: int = 0
     action_noise: float = 0.0  # std of the correlated noise on executed translations (0: the clean expert)
+    init_joint_noise: float = OFFICIAL_INIT_JOINT_STD  # std (rad) of each arm joint at a scene's start
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Attempt:
     fast_render: bool
     base_seed: int
     action_noise: float
+    init_joint_noise: float
 
 
 def run_attempt(job: Attempt) -> dict:
@@ -60,7 +63,8 @@ def run_attempt(job: Attempt) -> dict:
     from pokevla.sim.env import EnvConfig
     from pokevla.sim.parallel import cached_env
 
-    physics = cached_env(EnvConfig(job.suite, job.task_id, render=False, seed=job.base_seed))
+    physics = cached_env(EnvConfig(job.suite, job.task_id, render=False, seed=job.base_seed,
+                                   init_joint_noise=job.init_joint_noise))
     t0 = time.perf_counter()
     rollout = run_episode(physics, seed=job.seed, action_noise=job.action_noise)
     result = {"task_id": job.task_id, "seed": job.seed, "success": rollout.success,
@@ -69,7 +73,8 @@ def run_attempt(job: Attempt) -> dict:
         return result
     t0 = time.perf_counter()
     camera = cached_env(EnvConfig(job.suite, job.task_id, resolution=job.resolution, depth=True,
-                                  segmentation=True, fast_render=job.fast_render, seed=job.base_seed))
+                                  segmentation=True, fast_render=job.fast_render, seed=job.base_seed,
+                                  init_joint_noise=job.init_joint_noise))
     result["frames"] = render_rollout(camera, rollout)
     result["replay"] = {"sim_states": rollout.sim_states, "actions": rollout.actions,
                         "fixture_poses": rollout.fixture_poses}
@@ -117,7 +122,8 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
     tasks = {t: suites.get_task(config.suite, t) for t in config.task_ids}
     root = Path(config.out)
     settings = {"suite": config.suite, "resolution": config.resolution, "fast_render": config.fast_render,
-                "seed": config.seed, "fps": FPS, "action_noise": config.action_noise}
+                "seed": config.seed, "fps": FPS, "action_noise": config.action_noise,
+                "init_joint_noise": config.init_joint_noise}
     _check_same_settings(root, settings)
     writer = DatasetWriter(root, demo_features(config.resolution), fps=FPS, robot_type="panda",
                            extra_info={"pokevla": {"generator": settings, "versions": package_versions(),
@@ -146,7 +152,7 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
                 continue
             next_seed = max(attempted[t], default=-1) + 1
             jobs += [Attempt(config.suite, t, next_seed + i, config.resolution, config.fast_render, config.seed,
-                             config.action_noise)
+                             config.action_noise, config.init_joint_noise)
                      for i in range(min(budget, math.ceil(deficit * 1.25)))]
         if not jobs:
             break
@@ -197,6 +203,7 @@ def _check_same_settings(root: Path, settings: dict) -> None:
         return
     stored = json.loads(info_path.read_text()).get("pokevla", {}).get("generator")
     if isinstance(stored, dict):
-        stored.setdefault("action_noise", 0.0)  # datasets written before the flag existed
+        stored.setdefault("action_noise", 0.0)  # datasets written before these flags existed
+        stored.setdefault("init_joint_noise", 0.0)
     if stored != settings:
         raise DatasetError(f"{root} was generated with {stored}; this run asks for {settings}. Use another --out directory")

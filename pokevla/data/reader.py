@@ -72,6 +72,7 @@ class DatasetReader:
             raise DatasetError(f"{root}: info.json counts {self.info['total_frames']} frames but the data files hold {self.table.num_rows}")
         self._episode_index = np.asarray(self.table["episode_index"]) if self.table.num_rows else np.zeros(0, np.int64)
         self._columns: dict[str, object] = {}
+        self._decoded: dict[str, np.ndarray] = {}  # image features decoded once (`cache_images`)
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -101,6 +102,26 @@ class DatasetReader:
                 self._columns[source] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=spec["dtype"])
         return self._columns[source], self.features[source]
 
+    def cache_images(self, names: list[str], progress: bool = True) -> int:
+        """Decodes every frame of the image features in `names` into memory, once; returns the bytes held.
+
+        PNG decoding costs more than a tiny model's training step, so a run that caches its frames is
+        compute-bound (and needs no loader processes). Depth stays uint16 in memory (half of float32).
+        """
+        from tqdm import tqdm
+
+        held = 0
+        for name in names:
+            column, spec = self._column(name)
+            source = self.feature_map.get(name, name)
+            if spec["dtype"] != "image" or source in self._decoded:
+                continue
+            frames = [decode_png(column[i].as_py()) for i in tqdm(range(len(column)), desc=f"decode {name}",
+                                                                   unit="frame", leave=False, disable=not progress)]
+            self._decoded[source] = np.stack(frames) if frames else np.zeros((0,), np.uint8)
+            held += self._decoded[source].nbytes
+        return held
+
     def get(self, name: str, index: int | np.ndarray) -> np.ndarray:
         """One feature of one frame (or of several frames for an index array), decoded."""
         column, spec = self._column(name)
@@ -108,7 +129,8 @@ class DatasetReader:
             return column[index]
         if isinstance(index, np.ndarray):
             return np.stack([self.get(name, int(i)) for i in index])
-        array = decode_png(column[index].as_py())
+        decoded = self._decoded.get(self.feature_map.get(name, name))
+        array = decode_png(column[index].as_py()) if decoded is None else decoded[index]
         encoding = spec.get("info", {}).get("encoding")
         if encoding == "png16":
             return array.astype(np.float32) / spec["info"].get("scale", DEPTH_SCALE)

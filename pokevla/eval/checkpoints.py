@@ -18,3 +18,12 @@ def resolve_checkpoint(path: str, suite: str | None) -> str:
         if suite is not None and trained_on is not None and trained_on != suite:
             raise CheckpointError(f"{model_dir} was trained on {trained_on}, not {suite}; evaluate it with --suite {trained_on}")
     return str(model_dir)
+
+
+def training_render(model_dir: str) -> dict | None:
+    """{"resolution", "fast_render"} of the demonstrations a checkpoint was trained on, if recorded."""
+    training = resolve_model_dir(model_dir) / "training.json"
+    if not training.exists():
+        return None
+    render = json.loads(training.read_text()).get("data", {}).get("render")
+    return render if isinstance(render, dict) and render.get("resolution") is not None else None

@@ -9,7 +9,9 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser("eval", help="evaluate a checkpoint or the scripted expert in LIBERO (published protocol, resumable)")
     who = ev.add_mutually_exclusive_group(required=True)
     who.add_argument("--checkpoint", help="a training run directory (its last checkpoint) or a checkpoint directory")
-    who.add_argument("--policy", choices=["expert"], help="evaluate the scripted expert through the same path")
+    who.add_argument("--policy", choices=["expert", "replay"],
+                     help="the scripted expert through the same path, or `replay`: the --starts dataset's executed "
+                          "actions played back open loop from their own scenes")
     ev.add_argument("--suite", help="libero_spatial | libero_object | libero_goal | libero_10 (not with --robustness)")
     ev.add_argument("--robustness", metavar="MANIFEST", help="one episode per variant of a `pokevla robustness build` manifest")
     ev.add_argument("--tasks", help="task ids, e.g. 0,3,5-7 (default: all)")
@@ -17,12 +19,15 @@ def register(subparsers) -> None:
     ev.add_argument("--out", required=True, help="results directory (run again with the same flags to resume)")
     ev.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: all cores)")
     ev.add_argument("--videos", type=int, default=2, help="videos of the first N trials of each task; -1 for all (default 2)")
-    ev.add_argument("--replan-steps", type=int, default=None, help="actions executed per predicted chunk (default: the whole chunk)")
+    ev.add_argument("--replan-steps", type=int, default=None, help="actions executed per predicted chunk (default: the checkpoint's expert.execute_steps, else the whole chunk)")
     ev.add_argument("--resolution", type=int, default=256, help="render size in px (default 256, the published protocol)")
     ev.add_argument("--fast-render", action="store_true", help="no MSAA / reflections: faster but shifted images (recorded)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's published step limit (recorded as a deviation)")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--starts", metavar="DATASET",
+                    help="start trial k in the scene of the k-th episode of each task in this generated dataset instead "
+                         "of init state k (the success ladder: training starts vs evaluation starts; recorded as a deviation)")
     ev.set_defaults(func=_eval)
 
 
@@ -34,6 +39,8 @@ def _eval(args: argparse.Namespace) -> int:
     from pokevla.common.versions import usable_cores
 
     if args.robustness:
+        if args.starts:
+            raise PokeVLAError("--starts does not combine with --robustness: a variant defines its own start")
         return _eval_robustness(args)
     if not args.suite:
         raise PokeVLAError("--suite is required (or --robustness MANIFEST)")
@@ -43,6 +50,7 @@ def _eval(args: argparse.Namespace) -> int:
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)), trials=args.trials,
         out=args.out, resolution=args.resolution, fast_render=args.fast_render,
         workers=args.workers or usable_cores(), videos_per_task=args.videos, seed=args.seed, max_steps=args.max_steps,
+        starts=args.starts,
     )
     results = evaluate(config, policy)
     print(format_table(results))
@@ -51,10 +59,15 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace, suite: str | None):
+    from pokevla.common.errors import PokeVLAError
     from pokevla.eval.policy import PolicySpec
 
     if args.policy == "expert":
         return PolicySpec("expert")
+    if args.policy == "replay":
+        if not args.starts:
+            raise PokeVLAError("--policy replay plays a dataset back: give the dataset with --starts DATASET")
+        return PolicySpec("replay", args.starts)
     from pokevla.eval.checkpoints import resolve_checkpoint
 
     return PolicySpec("checkpoint", resolve_checkpoint(args.checkpoint, suite), args.replan_steps, args.device)

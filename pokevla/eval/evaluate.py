@@ -10,6 +10,7 @@ atomically from the journal with the per-task table, every setting, the seed and
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,8 +18,10 @@ from pathlib import Path
 from pokevla.common.errors import PokeVLAError
 from pokevla.common.io import append_jsonl, read_jsonl, write_json_atomic
 from pokevla.common.versions import machine, package_versions
+from pokevla.eval.checkpoints import training_render
 from pokevla.eval.episode import play_episode
 from pokevla.eval.policy import PolicySpec, make_policy
+from pokevla.eval.starts import dataset_starts
 from pokevla.eval.video import side_by_side, write_video
 
 PROTOCOL = "LIBERO published protocol: trial k from official init state k; reset then set_init_state; 10 settle steps; success checked every step"
@@ -36,6 +39,7 @@ class EvalConfig:
     videos_per_task: int = 2  # videos of the first N trials of each task; -1 for every episode
     seed: int = 0
     max_steps: int | None = None  # None: the suite's published limit; anything else is a recorded deviation
+    starts: str | None = None  # a generated dataset: trial k starts in its k-th episode's scene, not init state k
 
     @property
     def step_limit(self) -> int:
@@ -61,11 +65,17 @@ def run_job(job: EpisodeJob) -> dict:
     policy = make_policy(job.policy)
     record_video = cfg.videos_per_task < 0 or job.trial < cfg.videos_per_task
     render = policy.needs_images or record_video
+    scene = dict(seed=cfg.seed)
+    start = {"trial": job.trial}
+    if cfg.starts is not None:  # the demonstration's own scene: its generator's base seed and start noise
+        starts = dataset_starts(cfg.starts, cfg.suite)
+        scene = dict(seed=starts.base_seed, init_joint_noise=starts.init_joint_noise)
+        start = {"seed": starts.seed(job.task_id, job.trial)}
     env = cached_env(EnvConfig(cfg.suite, job.task_id, resolution=cfg.resolution, render=render,
-                               fast_render=cfg.fast_render, seed=cfg.seed))
+                               fast_render=cfg.fast_render, **scene))
     t0 = time.perf_counter()
     frames: list = []
-    outcome = play_episode(env, policy, cfg.step_limit, trial=job.trial,
+    outcome = play_episode(env, policy, cfg.step_limit, **start,
                            on_frame=(lambda obs: frames.append(side_by_side(obs))) if record_video else None)
     success = outcome["success"]
     record = {"task_id": job.task_id, "trial": job.trial, **outcome, "seconds": round(time.perf_counter() - t0, 2)}
@@ -85,10 +95,19 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
 
     if config.max_steps is not None and config.max_steps < 1:
         raise PokeVLAError(f"--max-steps must be at least 1, got {config.max_steps}")
+    if policy.kind == "replay" and config.starts is None:
+        raise PokeVLAError("the replay policy plays demonstrations back from their own scenes: add --starts DATASET")
     for task_id in config.task_ids:
-        available = suites.get_task(config.suite, task_id).num_init_states
+        if config.starts is None:
+            available, what = suites.get_task(config.suite, task_id).num_init_states, "init states"
+        else:
+            available, what = dataset_starts(config.starts, config.suite).count(task_id), f"episodes in {config.starts}"
         if not 1 <= config.trials <= available:
-            raise PokeVLAError(f"{config.suite} task {task_id} has {available} init states; ask for --trials 1 to {available}")
+            raise PokeVLAError(f"{config.suite} task {task_id} has {available} {what}; ask for --trials 1 to {available}")
+    mismatch = render_mismatch(config, policy)
+    if mismatch and progress:
+        print(f"warning: {mismatch}; pass --resolution and --fast-render as in training (recorded as a deviation)",
+              file=sys.stderr)
     out = Path(config.out)
     claim_output_dir(out, {"config": {**asdict(replace(config, workers=0, out="")), "task_ids": list(config.task_ids)},
                            "policy": policy.describe()})
@@ -144,6 +163,8 @@ def _deviations(config: EvalConfig, policy: PolicySpec) -> list[str]:
     from pokevla.sim import suites
 
     notes = []
+    if config.starts is not None:
+        notes.append(f"starts in the scenes of the episodes of {config.starts}, not the official init states")
     if config.trials != suites.NUM_TRIALS:
         notes.append(f"{config.trials} trials per task instead of {suites.NUM_TRIALS}")
     if config.max_steps is not None:
@@ -152,7 +173,21 @@ def _deviations(config: EvalConfig, policy: PolicySpec) -> list[str]:
         notes.append("fast render (no MSAA, no reflections)")
     if policy.needs_images and config.resolution != 256:
         notes.append(f"{config.resolution} px renders instead of 256")
-    return notes
+    mismatch = render_mismatch(config, policy)
+    return notes + ([mismatch] if mismatch else [])
+
+
+def render_mismatch(config: EvalConfig, policy: PolicySpec) -> str | None:
+    """A checkpoint sees other images than it was trained on (resolution, render mode), or None."""
+    trained = training_render(policy.checkpoint) if policy.kind == "checkpoint" else None
+    if trained is None or (trained["resolution"], bool(trained["fast_render"])) == (config.resolution, config.fast_render):
+        return None
+    return (f"renders differ from the training data's ({_render_name(trained['resolution'], trained['fast_render'])} "
+            f"in training, {_render_name(config.resolution, config.fast_render)} here)")
+
+
+def _render_name(resolution: int, fast: bool) -> str:
+    return f"{resolution} px {'fast' if fast else 'stock'} render"
 
 
 def claim_output_dir(out: Path, claim: dict) -> None:

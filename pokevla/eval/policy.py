@@ -16,14 +16,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PolicySpec:
-    kind: str  # "expert" or "checkpoint"
-    checkpoint: str | None = None
-    replan_steps: int | None = None  # None: execute the whole predicted chunk (VLA-Adapter / OpenVLA-OFT)
+    kind: str  # "expert", "checkpoint" or "replay" (a dataset's executed actions, open loop)
+    checkpoint: str | None = None  # the model folder ("checkpoint") or the dataset ("replay")
+    replan_steps: int | None = None  # None: the checkpoint's expert.execute_steps (0 there: the whole chunk)
     device: str = "cpu"
 
     @property
     def needs_images(self) -> bool:
-        return self.kind != "expert"  # the expert reads privileged simulator state
+        return self.kind == "checkpoint"  # the expert reads privileged simulator state; a replay reads nothing
 
     def describe(self) -> dict:
         return {"kind": self.kind, "checkpoint": self.checkpoint, "replan_steps": self.replan_steps, "device": self.device}
@@ -68,8 +68,8 @@ class ChunkedModelPolicy:
 
         torch.set_num_threads(1)  # one thread per simulator worker: the workers already fill the cores
         self.model = PokeVLA.from_pretrained(checkpoint, device=device).eval()
-        chunk = self.model.config.expert.chunk_size
-        self.replan_steps = min(replan_steps or chunk, chunk)
+        expert = self.model.config.expert
+        self.replan_steps = min(replan_steps or expert.execute_steps or expert.chunk_size, expert.chunk_size)
         self._keys = [f"observation.images.{v}" for v in self.model.config.views] + ["observation.state"]
         self._queue: deque[np.ndarray] = deque()
         self._instruction = ""
@@ -97,6 +97,10 @@ def make_policy(spec: PolicySpec) -> Policy:
             _cache[spec] = ExpertPolicy()
         elif spec.kind == "checkpoint":
             _cache[spec] = ChunkedModelPolicy(spec.checkpoint, spec.replan_steps, spec.device)
+        elif spec.kind == "replay":
+            from pokevla.eval.starts import ReplayPolicy
+
+            _cache[spec] = ReplayPolicy(spec.checkpoint)
         else:
             raise ValueError(f"unknown policy kind {spec.kind!r}")
     return _cache[spec]

@@ -53,6 +53,9 @@ class Arm:
     scene: Scene
     rot: np.ndarray = field(default_factory=lambda: HAND_DOWN.copy())  # orientation goal of the grip site
     grip: float = OPEN
+    # True while the last action was a fine approach (speed < 1) or a gripper change: the moments
+    # where demonstration noise (DART) would only teach hovering, so rollouts switch it off there
+    precise: bool = False
 
     def __post_init__(self) -> None:
         # closing axis in the hand frame, measured once: it fixes which yaw aligns the fingers with a direction
@@ -76,12 +79,13 @@ class Arm:
         axis = np.cross([0.0, 0.0, -1.0], direction)
         self.rot = Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix() @ self.rot
 
-    def action(self, target: np.ndarray, speed: float = 1.0, gain: float = 40.0) -> np.ndarray:
+    def action(self, target: np.ndarray, speed: float = 1.0, gain: float = 40.0, precise: bool | None = None) -> np.ndarray:
         """P-control towards `target`; the step is scaled as a vector so paths stay straight.
 
         The gain saturates beyond ~2.5 cm of error: the OSC lags its goal, so a smaller gain crawls
-        over the last centimetres.
+        over the last centimetres. `precise` defaults to a fine approach (speed < 1).
         """
+        self.precise = speed < 1.0 if precise is None else precise
         move = (target - self.scene.eef_pos) * gain
         norm = np.linalg.norm(move)
         if norm > speed:
@@ -114,7 +118,7 @@ def set_gripper(arm: Arm, grip: float, min_steps: int = 6, max_steps: int = 16) 
     hold = arm.scene.eef_pos
     last = arm.scene.finger_qpos
     for i in range(max_steps):
-        yield arm.action(hold)
+        yield arm.action(hold, precise=True)
         q = arm.scene.finger_qpos
         if i + 1 >= min_steps and np.abs(q - last).max() < 2e-4:
             return True

@@ -33,6 +33,11 @@ class ScriptedExpert:
         self._arm = Arm(scene)
         self._actions = self._run()
 
+    @property
+    def precise(self) -> bool:
+        """The last action was part of a fine approach or a gripper change (see `Arm.precise`)."""
+        return self._arm is not None and self._arm.precise
+
     def act(self, obs: dict) -> np.ndarray:
         if self._actions is None:
             raise RuntimeError("call ScriptedExpert.reset() after env.reset()")

@@ -44,7 +44,9 @@ class _RecordingExpert:
     def act(self, obs: dict) -> np.ndarray:
         command = self.expert.act(obs)
         action = command
-        if self.rng is not None:
+        if self.rng is not None and self.expert.precise:
+            self.noise[:] = 0.0  # no lingering offset either: the approach and the grasp stay exact
+        elif self.rng is not None:
             innovation = self.rng.normal(0.0, self.action_noise * np.sqrt(1 - NOISE_CORRELATION**2), 3)
             self.noise = NOISE_CORRELATION * self.noise + innovation
             action = command.copy()
@@ -65,8 +67,10 @@ def run_episode(env: LiberoEnv, trial: int | None = None, max_steps: int | None 
     `action_noise` > 0 adds temporally correlated Gaussian noise (std `action_noise`, in action
     units) to the executed translation commands while the expert keeps commanding from where the
     arm really is (DART, Laskey et al. 2017): its commands then label states off its own path, the
-    corrections a cloned policy needs once its errors compound. The noise is drawn from the
-    episode's NumPy seed, so a rollout is reproducible.
+    corrections a cloned policy needs once its errors compound. Fine approaches and gripper changes
+    run without noise: perturbed there, the expert hovers at its grasp tolerance for dozens of steps
+    and the data would teach hovering. The noise is drawn from the episode's NumPy seed, so a rollout
+    is reproducible.
     """
     recorder = _RecordingExpert(env, action_noise)
     start = {"trial": trial} if trial is not None else {"seed": seed}

@@ -43,8 +43,9 @@ def _load(flag: str, path: str, loader):
 
 def describe(config: PokeVLAConfig, backbones: Backbones) -> PokeVLAConfig:
     """`config` with its architecture fields taken from `backbones`."""
-    vision = dataclasses.replace(config.vision, dinov2=vit_config(backbones.dinov2),
-                                 siglip=vit_config(backbones.siglip))
+    stride = config.vision.stem_stride
+    vision = dataclasses.replace(config.vision, dinov2=vit_config(backbones.dinov2, stride),
+                                 siglip=vit_config(backbones.siglip, stride))
     return dataclasses.replace(config, vision=vision, llm=llm_config(backbones.llm, config.llm))
 
 
@@ -53,9 +54,9 @@ def resolve_backbones(config: PokeVLAConfig) -> tuple[PokeVLAConfig, Backbones]:
     v, llm = config.vision, config.llm
     backbones = Backbones(
         dinov2=(_load("vision.dinov2-path", v.dinov2_path, load_dinov2_config) if v.dinov2_path
-                else dinov2_config(v.dinov2)),
+                else dinov2_config(v.dinov2, v.stem_channels)),
         siglip=(_load("vision.siglip-path", v.siglip_path, load_siglip_config) if v.siglip_path
-                else siglip_config(v.siglip)),
+                else siglip_config(v.siglip, v.stem_channels)),
         llm=_load("llm.path", llm.path, load_qwen2_config) if llm.path else qwen2_config(llm),
     )
     config = describe(config, backbones)

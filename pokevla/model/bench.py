@@ -19,7 +19,10 @@ TRAINING_PARTS = ("segmentation", "geometry.projector")
 def _params(model, part: str) -> list[tuple[str, torch.nn.Parameter]]:
     if part == "language.added_tokens":
         return [("seg_embed", model.language.seg_embed), ("query_embed", model.language.query_embed)]
-    return list(model.get_submodule(part).named_parameters())
+    named = list(model.get_submodule(part).named_parameters())
+    if part in ("vision.dinov2", "vision.siglip"):  # an encoder's conv stem counts as part of it
+        named += list(model.get_submodule(f"{part}_stem").named_parameters(prefix="stem"))
+    return named
 
 
 def parameter_counts(model) -> dict:

@@ -1,6 +1,6 @@
 """Typed configuration of the PokeVLA model and its two named presets.
 
-`tiny` trains from scratch on a 2-core CPU (2M parameters: 4-layer ViTs on 128 px, a 4-layer Qwen2,
+`tiny` trains from scratch on a 2-core CPU (2M parameters: conv stems + 4-layer ViTs on 96 px crops, a 2-layer Qwen2,
 a byte-level tokenizer built in code). `1b` has the paper's sizes: DINOv2-L/14 + SigLIP-so400m/14
 at 224 px and Qwen2.5-0.5B. Architecture fields describe the backbones when they are built from
 scratch; when a `*_path` is given, that checkpoint's own `config.json` decides and these fields are
@@ -40,7 +40,13 @@ class VisionConfig:
     dinov2_path: str | None = field(default=None, metadata={"help": "local Hugging Face folder of a Dinov2Model"})
     siglip_path: str | None = field(default=None, metadata={"help": "local folder of a SigLIP (vision) model"})
     finetune: Finetune = "full"
+    stem_channels: tuple[int, ...] = field(default=(), metadata={"help": "channels of the 3x3 stride-2 convolutions each encoder runs "
+                                                                  "before its ViT (empty: plain patchify). For backbones trained from scratch"})
     crop_scale: float = field(default=0.9, metadata={"help": "area fraction of the square crop: random in training, centred at inference (1 disables)"})
+
+    @property
+    def stem_stride(self) -> int:
+        return 2 ** len(self.stem_channels)
 
 
 @dataclass
@@ -95,6 +101,11 @@ class ExpertConfig:
     chunk_size: int = 8
     action_dim: int = 7
     state_dim: int = 8
+    gripper: Literal["regression", "logit"] = field(default="regression", metadata={
+        "help": "last action dim: L1 regression like the others (the paper), or a close/open logit trained with "
+                "binary cross-entropy and executed as +-1 (a sharp decision that L1's median cannot make)"})
+    execute_steps: int = field(default=0, metadata={"help": "actions of each predicted chunk executed before the next "
+                                                            "prediction at evaluation (0: the whole chunk)"})
 
 
 @dataclass
@@ -102,6 +113,10 @@ class NormConfig:
     state: NormMode = "quantiles"
     action: NormMode = "quantiles"
     normalize_gripper: bool = field(default=False, metadata={"help": "also normalise the last action dim (+-1)"})
+    # A dimension that barely moves in the demonstrations (an axis-angle component of a hand that always
+    # points down) would map evaluation's slightly different values to clipped +-1 from the first step.
+    state_min_range: float = field(default=0.008, metadata={"help": "smallest half-range (or std) a state dim is scaled by (m, rad)"})
+    action_min_range: float = field(default=0.04, metadata={"help": "smallest half-range (or std) an action dim is scaled by (action units)"})
 
 
 @dataclass
@@ -132,6 +147,13 @@ class PokeVLAConfig:
         for name in ("dinov2", "siglip"):
             if v.image_size % getattr(v, name).patch_size:
                 raise ConfigError(f"vision.image_size {v.image_size} is not a multiple of vision.{name}.patch_size")
+        stride = v.stem_stride
+        if any(getattr(v, n).patch_size % stride or getattr(v, n).pos_embed_size % stride for n in ("dinov2", "siglip")):
+            raise ConfigError(f"vision.stem-channels: {len(v.stem_channels)} stride-2 convolutions (x{stride}) must divide "
+                              "each encoder's patch-size and pos-embed-size")
+        if v.stem_channels and (v.dinov2_path or v.siglip_path):
+            raise ConfigError("vision.stem-channels replaces the encoders' patch embedding, which pretrained weights "
+                              "were trained with; use it only without --vision.dinov2-path / --vision.siglip-path")
         if v.dinov2.patch_size != v.siglip.patch_size:
             raise ConfigError("vision.dinov2.patch_size and vision.siglip.patch_size must be equal: "
                               "features are concatenated per patch")
@@ -146,6 +168,9 @@ class PokeVLAConfig:
             raise ConfigError("loss weights must be >= 0")
         if not self.views:
             raise ConfigError("views: at least one camera view is needed")
+        if not 0 <= self.expert.execute_steps <= self.expert.chunk_size:
+            raise ConfigError(f"expert.execute-steps {self.expert.execute_steps} must be 0 (whole chunk) to "
+                              f"expert.chunk-size {self.expert.chunk_size}")
 
     @property
     def grid(self) -> int:
@@ -165,13 +190,17 @@ def tiny() -> PokeVLAConfig:
     vit = ViTConfig(hidden_size=64, num_layers=4, num_heads=4, intermediate_size=128, patch_size=16, pos_embed_size=128)
     return PokeVLAConfig(
         preset="tiny",
-        vision=VisionConfig(image_size=128, dinov2=vit, siglip=dataclasses.replace(vit)),
+        # A conv stem (x8) then 2x2 patches: 16 px tokens, data-efficient where a plain 16 px patchify is
+        # the weakest encoder at this data size. 96 px crops give 6x6 = 36 tokens per view; with a bare
+        # instruction as the prompt (the byte tokenizer spends a token per character) and 2 LLM layers a
+        # training step costs ~1/3 of 128 px, 8x8 tokens, the full prompt and 4 layers (measured).
+        vision=VisionConfig(image_size=96, dinov2=vit, siglip=dataclasses.replace(vit), stem_channels=(16, 32, 64)),
         # vocab 258 = 256 bytes + <eos> + <pad> of the built-in byte tokenizer
-        llm=LLMConfig(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=256,
-                      vocab_size=258, rope_theta=10000.0, max_length=384, num_queries=8),
+        llm=LLMConfig(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
+                      vocab_size=258, rope_theta=10000.0, max_length=384, num_queries=8, prompt="{instruction}"),
         seg=SegmentationConfig(dim=32, depth=1, num_heads=2, mlp_dim=64),
         geometry=GeometryConfig(dim=32),
-        expert=ExpertConfig(dim=128, num_layers=2, num_heads=4),
+        expert=ExpertConfig(dim=128, num_layers=2, num_heads=4, gripper="logit"),
     )
 
 

@@ -7,7 +7,9 @@ dimensions when loaded: a missing key or a wrong length is an error, never a sil
 
 Modes: `quantiles` maps [q01, q99] to [-1, 1] and clips (OpenVLA-OFT's BOUNDS_Q99), `min_max` maps
 [min, max] to [-1, 1], `mean_std` is the z-score, `identity` leaves values as they are. Dimensions
-listed in `keep_dims` (the gripper, already +-1) are never changed.
+listed in `keep_dims` (the gripper, already +-1) are never changed. `min_range` floors each feature's
+scale (half-range or std), so a dimension that hardly varies in the data cannot collapse: values a little
+outside its range at evaluation stay distinguishable instead of all clipping to +-1.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ class Normalizer:
     """Normalises / un-normalises named features; `dims` gives the expected length of each."""
 
     def __init__(self, stats: Mapping[str, Mapping[str, Sequence[float]]], modes: Mapping[str, str],
-                 dims: Mapping[str, int], keep_dims: Mapping[str, Sequence[int]] | None = None):
+                 dims: Mapping[str, int], keep_dims: Mapping[str, Sequence[int]] | None = None,
+                 min_range: Mapping[str, float] | None = None):
         self.modes = dict(modes)
+        self.min_range = {k: float(v) for k, v in (min_range or {}).items()}
         self.dims = dict(dims)
         self.keep_dims = {k: tuple(v) for k, v in (keep_dims or {}).items()}
         self.stats: dict[str, dict[str, torch.Tensor]] = {}
@@ -62,16 +66,33 @@ class Normalizer:
         """The normaliser a PokeVLA config asks for (`norm_cfg` is its `NormConfig`)."""
         keep = () if norm_cfg.normalize_gripper else (action_dim - 1,)
         return cls(stats, modes={STATE: norm_cfg.state, ACTION: norm_cfg.action},
-                   dims={STATE: state_dim, ACTION: action_dim}, keep_dims={ACTION: keep})
+                   dims={STATE: state_dim, ACTION: action_dim}, keep_dims={ACTION: keep},
+                   min_range={STATE: norm_cfg.state_min_range, ACTION: norm_cfg.action_min_range})
+
+    def _spread(self, key: str) -> torch.Tensor:
+        """The data's scale of each dim of `key` before any floor: half the range, or the std."""
+        mode, s = self.modes[key], self.stats[key]
+        if mode == "mean_std":
+            return s["std"]
+        lo, hi = (s["q01"], s["q99"]) if mode == "quantiles" else (s["min"], s["max"])
+        return (hi - lo) / 2
+
+    def widened_dims(self, key: str) -> list[int]:
+        """Dims of `key` whose spread in the data is below its floor (`min_range`), so scaled by the floor."""
+        if key not in self.stats:
+            return []
+        floor, keep = self.min_range.get(key, 0.0), set(self.keep_dims.get(key, ()))
+        return [d for d, v in enumerate(self._spread(key).tolist()) if v < floor and d not in keep]
 
     def _make_affine(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(offset, scale) with normalised = (x - offset) / scale, on the CPU."""
         mode, s = self.modes[key], self.stats[key]
+        scale = self._spread(key).clamp_min(max(_EPS, self.min_range.get(key, 0.0)))
         if mode == "mean_std":
-            offset, scale = s["mean"], s["std"].clamp_min(_EPS)
+            offset = s["mean"]
         else:
             lo, hi = (s["q01"], s["q99"]) if mode == "quantiles" else (s["min"], s["max"])
-            offset, scale = (lo + hi) / 2, ((hi - lo) / 2).clamp_min(_EPS)
+            offset = (lo + hi) / 2
         keep = list(self.keep_dims.get(key, ()))
         if keep:
             offset, scale = offset.clone(), scale.clone()
@@ -114,4 +135,16 @@ class Normalizer:
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Normalizer) and self.modes == other.modes and self.dims == other.dims
-                and self.keep_dims == other.keep_dims and self._raw == other._raw)
+                and self.keep_dims == other.keep_dims and self.min_range == other.min_range and self._raw == other._raw)
+
+
+def normalisation_warning(normalizer: Normalizer | None) -> str | None:
+    """One line naming the dims whose spread in the data was below the floor, or None."""
+    if normalizer is None:
+        return None
+    parts = [f"{key} dims {normalizer.widened_dims(key)} (floor {normalizer.min_range[key]})"
+             for key in normalizer.stats if normalizer.widened_dims(key)]
+    if not parts:
+        return None
+    return ("the data barely varies in " + "; ".join(parts) + ": they are scaled by the floor instead of their own "
+            "range (set --norm.state-min-range / --norm.action-min-range to change it)")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pokevla.common.errors import PokeVLAError
@@ -113,9 +114,7 @@ class PokeVLA(nn.Module):
         self._check_training_heads()
         h_v, h_seg, h_q = self.encode(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
         pred = self.expert(h_v.flatten(1, 2), h_seg, h_q, inputs["state"]).float()
-        keep = (~inputs["action_pad"]).unsqueeze(-1).float()
-        l1 = ((pred - inputs["actions"]).abs() * keep).sum() / (keep.sum() * pred.shape[-1]).clamp_min(1.0)
-        loss, metrics = l1, {"loss_action": l1}
+        loss, metrics = self.action_loss(pred, inputs["actions"], inputs["action_pad"])
         if self.segmentation is not None:
             coarse, fine = self.segmentation(h_seg, h_v)
             l_seg, parts = segmentation_loss(coarse, fine, inputs["masks"], self.config.loss)
@@ -129,6 +128,28 @@ class PokeVLA(nn.Module):
         values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device sync
         return loss, dict(zip(metrics, values))
 
+    def action_loss(self, pred: torch.Tensor, target: torch.Tensor,
+                    pad: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """pred, target (B, T, D) normalised, pad (B, T) -> (L_act, its parts). Padded steps do not count.
+
+        With `expert.gripper == "logit"` the last dim of `pred` is a close logit trained with binary
+        cross-entropy against target > 0 (closing is +1), the rest L1; L_act is their sum."""
+        keep = (~pad).unsqueeze(-1).float()
+        if self.config.expert.gripper == "regression":
+            l1 = ((pred - target).abs() * keep).sum() / (keep.sum() * pred.shape[-1]).clamp_min(1.0)
+            return l1, {"loss_action": l1}
+        arm_l1 = ((pred[..., :-1] - target[..., :-1]).abs() * keep).sum() / (keep.sum() * (pred.shape[-1] - 1)).clamp_min(1.0)
+        bce = F.binary_cross_entropy_with_logits(pred[..., -1], (target[..., -1] > 0).float(), reduction="none")
+        bce = (bce * keep[..., 0]).sum() / keep.sum().clamp_min(1.0)
+        return arm_l1 + bce, {"loss_action": arm_l1 + bce, "loss_arm_l1": arm_l1, "loss_gripper_bce": bce}
+
+    def actions_from_output(self, pred: torch.Tensor) -> torch.Tensor:
+        """The expert's normalised output (B, T, D) -> raw actions: a gripper logit becomes +-1 by its sign."""
+        if self.config.expert.gripper == "logit":
+            pred = pred.clone()
+            pred[..., -1] = torch.where(pred[..., -1] > 0, 1.0, -1.0)
+        return self.normalizer.unnormalize(ACTION, pred.float())
+
     @torch.inference_mode()
     def predict_action_chunk(self, observation: Batch) -> torch.Tensor:
         """Raw observation(s) -> raw actions, float32 (B, T, D_action) on the model's device.
@@ -139,7 +160,7 @@ class PokeVLA(nn.Module):
         """
         inputs = self.processor.inference(observation, self.device)
         actions = self.infer(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"], inputs["state"])
-        return self.normalizer.unnormalize(ACTION, actions.float())
+        return self.actions_from_output(actions.float())
 
     def save_pretrained(self, path: str | Path) -> None:
         """Writes weights (safetensors), config, backbone configs, tokenizer and statistics into one folder."""

@@ -45,6 +45,10 @@ class EnvConfig:
     hard_reset: bool = True  # LIBERO's default rebuilds the model at every reset; False is 5x faster
     seed: int = 0
     perturbation: perturb.Perturbation | None = None  # a LIBERO-Plus robustness variant (pokevla.sim.perturb)
+    # std (rad) of the Gaussian noise on each arm joint of a fresh scene's start (robosuite's
+    # initialization noise). The official init states were sampled with 0.02 (measured: per-joint std
+    # 0.019-0.021 in all four suites); LIBERO's ControlEnv turns it off. Init states override it.
+    init_joint_noise: float = 0.0
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -76,7 +80,10 @@ class LiberoEnv:
         OffScreenRenderEnv, ControlEnv = _import_libero()
         if config.render:
             render.set_render_mode(config.fast_render)
-        kwargs = dict(bddl_file_name=perturb.bddl_path(self.task.bddl_path, config.perturbation), hard_reset=config.hard_reset)
+        if config.init_joint_noise < 0:
+            raise SimulatorError(f"init_joint_noise must be >= 0 rad, got {config.init_joint_noise}")
+        kwargs = dict(bddl_file_name=perturb.bddl_path(self.task.bddl_path, config.perturbation), hard_reset=config.hard_reset,
+                      initialization_noise={"magnitude": config.init_joint_noise, "type": "gaussian"})
         try:
             if config.render:
                 self._env = OffScreenRenderEnv(
@@ -95,6 +102,7 @@ class LiberoEnv:
         self._mask_lut: np.ndarray | None = None
         self._inst_lut: np.ndarray | None = None
         self.num_steps = 0  # policy steps since the last reset (settle steps not counted)
+        self.start: tuple[str, int] | None = None  # ("trial", k) or ("seed", s) of the current episode
         self._perturber = perturb.attach(config.perturbation, self)
 
     # ----------------------------------------------------------------- protocol
@@ -141,6 +149,7 @@ class LiberoEnv:
         self._perturber.start_episode(episode_key)
         self._mask_lut = self._inst_lut = None  # instance ids are re-derived after a (possibly hard) reset
         self.num_steps = 0
+        self.start = ("trial", trial) if trial is not None else ("seed", seed)
         return self._observe(self._env.env._get_observations(force_update=True))
 
     def step(self, action: np.ndarray) -> tuple[dict, bool]:

@@ -21,7 +21,10 @@ class TrainConfig:
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps of linear warm-up before the cosine decay"})
     grad_clip: float = 1.0
     seed: int = 0
-    loader_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (PNG decoding)"})
+    loader_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (PNG decoding; not needed with cache_frames)"})
+    cache_frames: bool = field(default=True, metadata={"help": "decode every image, mask and depth frame into memory once at the start"})
+    val_episodes: int = field(default=2, metadata={"help": "whole episodes held out for open-loop metrics (0: none)"})
+    val_every: int = field(default=500, metadata={"help": "steps between held-out evaluations (and at the end)"})
     save_every: int = 500
     keep_checkpoints: int = field(default=2, metadata={"help": "most recent checkpoints kept (the final one always)"})
     log_every: int = 10

@@ -42,18 +42,25 @@ def required_features(views: tuple[str, ...], seg: bool, geometry_teacher: str |
 
 
 class FrameDataset(Dataset):
-    """Frame i -> raw sample dict (numpy arrays; images uint8 (H, W, 3), actions (T, 7))."""
+    """Sample i -> raw sample dict of frame frames[i] (numpy arrays; images uint8 (H, W, 3), actions (T, 7)).
 
-    def __init__(self, reader: DatasetReader, features: list[str], chunk: int):
+    frames: the dataset rows this split uses (default: all), in dataset order."""
+
+    def __init__(self, reader: DatasetReader, features: list[str], chunk: int, frames: np.ndarray | None = None):
         reader.require(features)
         self.reader, self.features, self.chunk = reader, features, chunk
+        self.frames = np.arange(len(reader)) if frames is None else np.asarray(frames)
         self.state_dim = reader.get("observation.state", 0).shape[-1] if len(reader) else 0
 
     def __len__(self) -> int:
-        return len(self.reader)
+        return len(self.frames)
 
-    def __getitem__(self, index: int) -> dict:
-        r = self.reader
+    def episode_ends(self) -> np.ndarray:
+        """bool (len,): the sample is the last frame of its episode."""
+        return np.array([self.reader.episode_bounds(int(f))[1] - 1 == f for f in self.frames])
+
+    def __getitem__(self, position: int) -> dict:
+        r, index = self.reader, int(self.frames[position])
         actions, pad = r.action_chunk(index, self.chunk)
         sample = {"task": r.task(index), "action": actions.astype(np.float32), "action_is_pad": pad}
         for name in self.features:

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,11 +23,14 @@ import torch
 
 from pokevla.common.config import to_dict
 from pokevla.common.errors import CheckpointError, PokeVLAError
-from pokevla.common.io import check_writable_dir, write_json_atomic
+from pokevla.common.io import append_jsonl, check_writable_dir, write_json_atomic
 from pokevla.common.versions import machine, package_versions, usable_cores
+from pokevla.data.coverage import coverage_warning
+from pokevla.model.normalize import normalisation_warning
 from pokevla.train import checkpoints as ckpt
 from pokevla.train.config import TrainConfig
 from pokevla.train.data import EpochSampler, FrameDataset, collate, dataset_stats, parse_feature_map, required_features
+from pokevla.train.validate import CHECKPOINT_RULE, open_loop_metrics, split_episodes
 
 
 def lr_factor(step: int, total: int, warmup_ratio: float) -> float:
@@ -75,10 +79,12 @@ def _device(name: str, local_rank: int) -> torch.device:
 
 
 def dataset_identity(reader) -> dict:
-    """What a checkpoint was trained on: the suite(s) and instructions (checked by `pokevla eval`)."""
+    """What a checkpoint was trained on: the suite(s), instructions and render settings (checked by `pokevla eval`)."""
     generator = reader.info.get("pokevla", {}).get("generator") or {}
     return {"dataset": str(reader.root), "suite": generator.get("suite"), "tasks": sorted(set(reader.tasks.values())),
-            "episodes": reader.info["total_episodes"], "frames": reader.info["total_frames"]}
+            "episodes": reader.info["total_episodes"], "frames": reader.info["total_frames"],
+            # what evaluation must render to show the policy the images it learned from
+            "render": {"resolution": generator.get("resolution"), "fast_render": generator.get("fast_render")}}
 
 
 def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True) -> dict:
@@ -96,13 +102,24 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
     reader = DatasetReader(train_cfg.dataset, feature_map=parse_feature_map(train_cfg.feature_map))
     teacher = model_cfg.geometry.teacher if model_cfg.geo_enabled else None
     features = required_features(model_cfg.views, model_cfg.seg_enabled, teacher)
-    dataset = FrameDataset(reader, features, model_cfg.expert.chunk_size)
-    identity = dataset_identity(reader)
+    train_frames, val_frames, val_ids = split_episodes(reader, train_cfg.val_episodes)
+    dataset = FrameDataset(reader, features, model_cfg.expert.chunk_size, train_frames)
+    val_set = FrameDataset(reader, features, model_cfg.expert.chunk_size, val_frames) if len(val_frames) else None
+    identity = {**dataset_identity(reader), "held_out_episodes": val_ids}
+    if train_cfg.cache_frames:
+        held = reader.cache_images([f for f in features if reader.features[reader.feature_map.get(f, f)]["dtype"] == "image"],
+                                   progress=progress and rank == 0)
+        if rank == 0 and progress:
+            print(f"frames decoded into memory: {held / 2**20:.0f} MiB")
 
     last = ckpt.last_checkpoint(run) if resume else None
     stats = json.loads((last / "stats.json").read_text()) if last else dataset_stats(reader)
     torch.manual_seed(train_cfg.seed)
     model = PokeVLA(model_cfg, stats, training_heads=True).to(device)
+    warnings = [w for w in (coverage_warning(reader.root), normalisation_warning(model.normalizer)) if w]
+    if rank == 0:
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
     model.processor.augment = color_jitter(train_cfg.color_jitter) if train_cfg.color_jitter > 0 else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
@@ -118,6 +135,7 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
         write_json_atomic(run / "run.json", {
             "model": to_dict(model_cfg), "train": asdict(train_cfg), "data": identity,
             "versions": package_versions(), "machine": machine(), "world_size": world,
+            "checkpoint_rule": CHECKPOINT_RULE, "warnings": warnings,
         })
 
     net = model
@@ -143,6 +161,7 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
     bar = tqdm(total=train_cfg.steps, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
     model.train()
     metrics: dict[str, float] = {}
+    val_metrics: dict[str, float] = {}
     first_loss = None
     t_window, samples_window = time.perf_counter(), 0
     t_start, start_step = time.perf_counter(), step
@@ -181,6 +200,13 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
                                  "numpy_rng": np.random.get_state()}
                 saved = ckpt.save_checkpoint(run, step, model, trainer_state, train_cfg.keep_checkpoints)
                 write_json_atomic(saved / "training.json", {"step": step, "data": identity, "train": asdict(train_cfg)})
+            if val_set is not None and (step % train_cfg.val_every == 0 or step == train_cfg.steps):
+                val_metrics = open_loop_metrics(model, val_set)
+                for k, v in val_metrics.items():
+                    tb.add_scalar(k, v, step)
+                append_jsonl(run / "val.jsonl", {"step": step, **{k: round(v, 5) for k, v in val_metrics.items()}})
+                bar.write(f"step {step}: " + ", ".join(f"{k.removeprefix('val/')} {v:.4f}" for k, v in val_metrics.items()
+                                                       if k in ("val/l1_arm", "val/gripper_acc", "val/gripper_acc_near_transition")))
     bar.close()
     if tb is not None:
         tb.close()
@@ -191,6 +217,7 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
         "seconds": round(seconds, 1),
         "samples_per_s": round(done_steps * per_step / seconds, 2) if done_steps and seconds > 0 else None,
         "checkpoint": str(ckpt.last_checkpoint(run)) if rank == 0 else None,
+        "val": val_metrics,
     }
 
 

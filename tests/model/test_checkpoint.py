@@ -47,7 +47,7 @@ def test_round_trip_with_lora_and_local_backbones(make_model, tiny, tmp_path, hf
     for name, path in hf_checkpoints.items():
         shutil.copytree(path, tmp_path / name)
     config = override(tiny, {"vision.dinov2_path": str(tmp_path / "dinov2"),
-                             "vision.siglip_path": str(tmp_path / "siglip"),
+                             "vision.siglip_path": str(tmp_path / "siglip"), "vision.stem_channels": [],
                              "llm.path": str(tmp_path / "qwen2"), "llm.finetune": "lora", "lora.rank": 4})
     model = make_model(config).eval()
     with torch.no_grad():  # LoRA B starts at zero: make the adapters matter

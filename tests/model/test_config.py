@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+import torch
 
 from pokevla.common.config import from_dict, to_dict
 from pokevla.common.errors import ConfigError
@@ -21,11 +22,21 @@ def test_presets_round_trip_through_dicts(name):
 
 def test_preset_sizes():
     tiny, one_b = get_preset("tiny"), get_preset("1b")
-    assert (tiny.vision.image_size, tiny.grid) == (128, 8)
+    assert (tiny.vision.image_size, tiny.grid, tiny.vision.stem_stride) == (96, 6, 8)
     assert (one_b.vision.image_size, one_b.grid, one_b.llm.num_queries, one_b.expert.chunk_size) == (224, 16, 64, 8)
     widths = (one_b.vision.dinov2.hidden_size, one_b.vision.siglip.hidden_size, one_b.llm.hidden_size)
     assert widths == (1024, 1152, 896)
     assert (one_b.loss.seg_weight, one_b.loss.geo_weight) == (0.2, 0.4)
+
+
+def test_conv_stem_shapes_and_its_limits(make_model, tiny):
+    model = make_model()
+    features = model.vision(torch.rand(2, 3, 96, 96))
+    assert features.shape == (2, tiny.grid**2, 128)  # 16 px tokens after the x8 stem and 2 px patches
+    assert model.backbones.dinov2.patch_size == 2 and model.backbones.dinov2.num_channels == 64
+    assert model.config.vision.dinov2.patch_size == 16  # the resolved config still speaks in pixels
+    with pytest.raises(ConfigError, match="must divide"):
+        override(tiny, {"vision.stem_channels": [8, 8, 8, 8, 8]})  # x32 does not divide 16 px patches
 
 
 def test_unknown_preset():
@@ -61,6 +72,6 @@ def test_command_line_overrides():
 def test_backbone_paths_must_be_local_folders(make_model, tmp_path, flag):
     dashed = flag.replace("_", "-")
     with pytest.raises(ConfigError, match=f"--{dashed} {tmp_path}/missing: no such folder"):
-        make_model(override(get_preset("tiny"), {flag: str(tmp_path / "missing")}))
+        make_model(override(get_preset("tiny"), {flag: str(tmp_path / "missing"), "vision.stem_channels": []}))
     with pytest.raises(ConfigError, match=f"--{dashed} {tmp_path}: no config.json there"):
-        make_model(override(get_preset("tiny"), {flag: str(tmp_path)}))
+        make_model(override(get_preset("tiny"), {flag: str(tmp_path), "vision.stem_channels": []}))

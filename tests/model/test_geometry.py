@@ -93,7 +93,7 @@ def test_model_teacher_from_a_local_folder(make_model, tiny, hf_checkpoints):
     images = torch.randint(0, 256, (2, 128, 128, 3), dtype=torch.uint8)
     features, valid = teacher({"observation.images.primary": images}, "primary")
     assert features.shape == (2, tiny.grid ** 2, 48) and valid.all()
-    # transformers' DINOv2 on the same pixels: its 4x4 patch grid (64 px) resampled to our 8x8 grid
+    # transformers' DINOv2 on the same pixels: its 4x4 patch grid (64 px) resampled to our 6x6 grid
     reference = Dinov2Model.from_pretrained(hf_checkpoints["dinov2"]).eval()
     x = torch.nn.functional.interpolate(images.permute(0, 3, 1, 2).float() / 255, size=(64, 64), mode="bilinear",
                                         antialias=True, align_corners=False)
@@ -101,7 +101,7 @@ def test_model_teacher_from_a_local_folder(make_model, tiny, hf_checkpoints):
     with torch.no_grad():
         tokens = reference(pixel_values=x).last_hidden_state[:, 1:]
     grid = tokens.transpose(1, 2).reshape(2, 48, 4, 4)
-    expected = torch.nn.functional.interpolate(grid, size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
+    expected = torch.nn.functional.interpolate(grid, size=(tiny.grid, tiny.grid), mode="bilinear", antialias=True, align_corners=False)
     torch.testing.assert_close(features, expected.flatten(2).transpose(1, 2))
     # a training step works and the teacher stays out of the checkpoint
     from pokevla.model.synthetic import synthetic_batch

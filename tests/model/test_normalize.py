@@ -9,7 +9,7 @@ import torch
 
 from pokevla.common.errors import CheckpointError
 from pokevla.model.config import NormConfig
-from pokevla.model.normalize import ACTION, STATE, Normalizer
+from pokevla.model.normalize import ACTION, STATE, Normalizer, normalisation_warning
 
 
 def _stats(dim: int, lo: float = -2.0, hi: float = 4.0) -> dict:
@@ -64,3 +64,22 @@ def test_json_round_trip_is_equal():
     again = Normalizer.for_model(json.loads(json.dumps(n.to_json())), NormConfig(), state_dim=8, action_dim=7)
     assert again == n
     assert again != Normalizer.for_model({STATE: _stats(8), ACTION: _stats(7, hi=5.0)}, NormConfig(), 8, 7)
+
+
+@pytest.mark.parametrize("mode", ["quantiles", "min_max", "mean_std"])
+def test_a_degenerate_dimension_cannot_collapse(mode):
+    stats = {STATE: _stats(8), ACTION: _stats(7)}
+    for name in ("q01", "q99", "min", "max", "mean"):
+        stats[STATE][name][3] = 3.1  # an axis-angle component that never moved in the demonstrations
+    stats[STATE]["std"][3] = 0.0
+    n = Normalizer.for_model(stats, NormConfig(state=mode, state_min_range=0.05), state_dim=8, action_dim=7)
+    assert n.widened_dims(STATE) == [3] and n.widened_dims(ACTION) == []
+    state = torch.zeros(2, 8)
+    state[:, 3] = torch.tensor([3.1, 3.12])  # evaluation starts 0.02 rad away
+    y = n.normalize(STATE, state)
+    assert y[0, 3] == pytest.approx(0.0) and 0.3 < float(y[1, 3]) < 0.5  # distinguishable, not clipped to +-1
+    torch.testing.assert_close(n.unnormalize(STATE, y), state)
+    torch.testing.assert_close(y[:, :3], Normalizer.for_model(STATS, NormConfig(state=mode), 8, 7).normalize(STATE, state)[:, :3])
+    warning = normalisation_warning(n)
+    assert "observation.state dims [3]" in warning and "--norm.state-min-range" in warning
+    assert normalisation_warning(Normalizer.for_model(STATS, NormConfig(), 8, 7)) is None

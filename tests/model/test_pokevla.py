@@ -14,9 +14,10 @@ from .conftest import override
 @pytest.mark.parametrize("B", [1, 3])
 def test_shapes_through_every_head(make_model, tiny, B):
     model = make_model()
-    inputs = model.processor.training(synthetic_batch(tiny, B, image_size=96))
+    inputs = model.processor.training(synthetic_batch(tiny, B, image_size=80))
     V, N, Q, d = len(tiny.views), tiny.grid ** 2, tiny.llm.num_queries, tiny.llm.hidden_size
-    assert inputs["pixel_values"].shape == (B, V, 3, 128, 128)
+    S = tiny.vision.image_size
+    assert inputs["pixel_values"].shape == (B, V, 3, S, S)
     h_v, h_seg, h_q = model.encode(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
     assert (h_v.shape, h_seg.shape, h_q.shape) == ((B, V, N, d), (B, d), (B, Q, d))
     actions = model.expert(h_v.flatten(1, 2), h_seg, h_q, inputs["state"])
@@ -88,7 +89,8 @@ def test_all_auxiliary_losses_off_is_the_action_loss(make_model, tiny):
              if not k.startswith(("observation.masks", "observation.depth", "observation.intrinsics",
                                   "observation.extrinsics"))}
     loss, metrics = model(batch)
-    assert set(metrics) == {"loss", "loss_action"} and float(loss.detach()) == metrics["loss_action"]
+    assert set(metrics) == {"loss", "loss_action", "loss_arm_l1", "loss_gripper_bce"}
+    assert float(loss.detach()) == metrics["loss_action"]
 
 
 def test_overfits_a_tiny_batch(make_model, tiny):
@@ -96,7 +98,7 @@ def test_overfits_a_tiny_batch(make_model, tiny):
     inputs = model.processor.training(synthetic_batch(tiny, 2, seed=1))
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     first = None
-    for _ in range(200):
+    for _ in range(400):
         loss, metrics = model.compute_loss(inputs)
         first = first or metrics["loss_action"]
         if metrics["loss_action"] < first / 10:
@@ -129,7 +131,10 @@ def test_prediction_is_raw_and_needs_no_training_heads(make_model, tiny):
     torch.testing.assert_close(a, b)
     inputs = model.processor.inference(obs)
     normalised = model.infer(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"], inputs["state"])
-    torch.testing.assert_close(a, model.normalizer.unnormalize(ACTION, normalised))
+    torch.testing.assert_close(a, model.actions_from_output(normalised))
+    # the gripper logit is executed as +-1 by its sign; the arm dims are un-normalised regressions
+    assert set(a[..., -1].unique().tolist()) <= {-1.0, 1.0}
+    torch.testing.assert_close(a[..., :-1], model.normalizer.unnormalize(ACTION, normalised)[..., :-1])
     with pytest.raises(Exception, match="without its training heads"):
         inference_only(synthetic_batch(tiny, 2))
 

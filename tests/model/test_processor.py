@@ -23,7 +23,7 @@ def test_prompt_layout_puts_padding_between_images_and_prompt(make_model, tiny):
     assert pad > 0 and (mask[1] == 1).all()
     assert (mask[0, M:M + pad] == 0).all() and (ids[0, M:M + pad] == t.pad).all()
     text = model.tokenizer.decode(ids[1, M:-Q - 1])
-    assert text == "In: What action should the robot take to put the black bowl on the plate?\nOut:"
+    assert text == tiny.llm.prompt.format(instruction="put the black bowl on the plate")
 
 
 def test_padding_does_not_change_a_sample(make_model, tiny):
@@ -40,9 +40,10 @@ def test_images_are_resized_to_the_model_size_and_scaled(make_model, tiny):
     batch = synthetic_batch(tiny, 1, image_size=200)
     batch["observation.images.wrist"][:] = 255
     x = model.processor.training(batch)
-    assert x["pixel_values"].shape == (1, 2, 3, 128, 128) and x["pixel_values"].dtype == torch.float32
+    S = tiny.vision.image_size
+    assert x["pixel_values"].shape == (1, 2, 3, S, S) and x["pixel_values"].dtype == torch.float32
     assert torch.allclose(x["pixel_values"][:, 1], torch.ones(1))
-    assert x["masks"].shape == (1, 2, 128, 128) and 0 < float(x["masks"].mean()) < 1
+    assert x["masks"].shape == (1, 2, S, S) and 0 < float(x["masks"].mean()) < 1
 
 
 def test_augmentation_runs_on_training_batches_only(make_model, tiny):
@@ -79,7 +80,7 @@ def _bad(batch, **changes):
     (dict(task="pick"), r"task: expected a list of 2 instruction strings, got str"),
     (dict(task=["pick"]), r"task: expected a list of 2 instruction strings, got list of length 1"),
     (dict(task=["pick", "place " * 400]),
-     r"task\[1\]: the instruction is 2399 tokens long; at most 200 fit the context \(llm.max_length=384"),
+     r"task\[1\]: the instruction is 2399 tokens long; at most 303 fit the context \(llm.max_length=384"),
 ])
 def test_bad_observations_are_named(make_model, tiny, change, message):
     model = make_model()
@@ -111,7 +112,7 @@ def test_precomputed_geometry_must_match_the_patch_grid(make_model, tiny):
     batch = synthetic_batch(config, 2)
     model(batch)
     batch["observation.geometry.wrist"] = torch.zeros(2, 100, 16)
-    with pytest.raises(InputError, match=r"observation.geometry.wrist: expected float \(B, 64, 16\) with B=2"):
+    with pytest.raises(InputError, match=r"observation.geometry.wrist: expected float \(B, 36, 16\) with B=2"):
         model(batch)
 
 

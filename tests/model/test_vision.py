@@ -16,7 +16,7 @@ def _normalise(images, mean, std):
 
 def test_loaded_encoders_match_transformers(make_model, tiny, hf_checkpoints):
     config = override(tiny, {"vision.dinov2_path": hf_checkpoints["dinov2"],
-                             "vision.siglip_path": hf_checkpoints["siglip"]})
+                             "vision.siglip_path": hf_checkpoints["siglip"], "vision.stem_channels": []})
     model = make_model(config)
     # the folders decide the architecture, and the resolved config says so
     assert (model.config.vision.dinov2.hidden_size, model.config.vision.dinov2.pos_embed_size) == (48, 64)

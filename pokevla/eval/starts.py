@@ -1,0 +1,93 @@
+"""Episode starts other than the official init states: the scenes a dataset's demonstrations began in.
+
+The success ladder separates where a policy loses its success: (a) the dataset's executed actions
+replayed open loop from their own starts (is the data itself reproducible?), (b) the policy from its
+training starts (can it do what it saw?), (c) the policy from the official init states (does it
+generalise to the evaluation's starts?). (a) and (b) need the demonstrations' own scenes: a generated
+episode is the fresh scene of its seed, under the generator's base seed and start noise, so the same
+`reset(seed=...)` rebuilds it exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from pokevla.common.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class DatasetStarts:
+    """Where each trial of a task starts: trial k = the k-th episode of that task in `dataset`."""
+
+    dataset: str
+    base_seed: int  # the generator's --seed (EnvConfig.seed of the episodes' envs)
+    init_joint_noise: float
+    seeds: tuple[tuple[int, tuple[int, ...]], ...]  # (task_id, episode seeds in dataset order)
+    episodes: tuple[tuple[int, tuple[int, ...]], ...]  # (task_id, dataset episode indices, same order)
+
+    def seed(self, task_id: int, trial: int) -> int:
+        return dict(self.seeds)[task_id][trial]
+
+    def episode_of(self, task_id: int, seed: int) -> int:
+        """The dataset episode that started from `seed` in task `task_id`."""
+        return dict(self.episodes)[task_id][dict(self.seeds)[task_id].index(seed)]
+
+    def count(self, task_id: int) -> int:
+        return len(dict(self.seeds).get(task_id, ()))
+
+
+@lru_cache(maxsize=8)
+def dataset_starts(root: str, suite: str) -> DatasetStarts:
+    """The starts of a dataset written by `pokevla generate demos` for `suite`; a clear error otherwise."""
+    from pokevla.data.reader import DatasetReader
+
+    reader = DatasetReader(root)
+    generator = reader.info.get("pokevla", {}).get("generator")
+    if not isinstance(generator, dict) or "seed" not in generator:
+        raise DatasetError(f"{root} was not written by `pokevla generate demos`: its episodes' scenes cannot be rebuilt")
+    if generator.get("suite") != suite:
+        raise DatasetError(f"{root} holds {generator.get('suite')} demonstrations, not {suite}; use --suite {generator.get('suite')}")
+    seeds: dict[int, list[int]] = {}
+    indices: dict[int, list[int]] = {}
+    for index, episode in enumerate(reader.episodes):
+        task_id, seed = episode.get("task_id"), episode.get("seed")
+        if task_id is None or seed is None:
+            raise DatasetError(f"{root}: episode {index} records no task_id / seed; regenerate it with `pokevla generate demos`")
+        seeds.setdefault(int(task_id), []).append(int(seed))
+        indices.setdefault(int(task_id), []).append(index)
+    return DatasetStarts(str(root), int(generator["seed"]), float(generator.get("init_joint_noise", 0.0)),
+                         tuple((t, tuple(s)) for t, s in sorted(seeds.items())),
+                         tuple((t, tuple(i)) for t, i in sorted(indices.items())))
+
+
+class ReplayPolicy:
+    """Plays a demonstration's executed actions back, open loop: rung (a) of the ladder."""
+
+    needs_images = False
+
+    def __init__(self, dataset: str):
+        self.dataset = dataset
+        self._actions: np.ndarray | None = None
+        self._t = 0
+
+    def reset(self, env) -> None:
+        from pokevla.data.replay import load_replay
+
+        kind, value = env.start
+        if kind != "seed":
+            raise DatasetError("the replay policy plays demonstrations back from their own scenes: evaluate it with --starts DATASET")
+        starts = dataset_starts(self.dataset, env.config.suite)
+        self._actions, self._t = load_replay(self.dataset, starts.episode_of(env.config.task_id, value)).actions, 0
+
+    def act(self, obs: dict) -> np.ndarray:
+        # past the recorded end (the demonstration succeeded there) hold still with the last gripper command
+        if self._t >= len(self._actions):
+            return np.array([0, 0, 0, 0, 0, 0, self._actions[-1, 6]], dtype=np.float64)
+        action = self._actions[self._t]
+        self._t += 1
+        return np.asarray(action, dtype=np.float64)
+

@@ -1,0 +1,75 @@
+"""Held-out episodes and the open-loop metrics training logs on them.
+
+Whole episodes are held out (never single frames: neighbouring frames are near-duplicates), spread
+evenly over the dataset so every task keeps its share. The metrics are diagnostics, not the verdict:
+a policy is judged by closed-loop success, and `pokevla eval` evaluates the run's last checkpoint
+(`CHECKPOINT_RULE`), whatever these numbers say (LIBERO's appendix E.2: validation loss misleads).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pokevla.train.data import collate
+
+CHECKPOINT_RULE = "the last checkpoint of the run (end of the cosine schedule); held-out metrics are diagnostics only"
+NEAR_TRANSITION = 4  # frames either side of a gripper change that count as "near a transition"
+
+
+def split_episodes(reader, held_out: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(training frame indices, held-out frame indices, held-out episode indices).
+
+    `held_out` episodes evenly spaced over the dataset's episodes; at least one episode always trains."""
+    episodes = reader.episodes
+    held_out = min(held_out, max(0, len(episodes) - 1))
+    stride = len(episodes) / held_out if held_out else 0.0  # >= 1, so the picks are distinct
+    chosen = [int((k + 0.5) * stride) for k in range(held_out)]
+    mask = np.zeros(len(reader), dtype=bool)
+    for i in chosen:
+        mask[episodes[i]["dataset_from_index"]:episodes[i]["dataset_to_index"]] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask), chosen
+
+
+def near_transitions(gripper: np.ndarray, episode_ends: np.ndarray, radius: int = NEAR_TRANSITION) -> np.ndarray:
+    """gripper (N,) commands of consecutive frames -> bool (N,): within `radius` frames of a sign change
+    inside the same episode (`episode_ends`: True on each episode's last frame)."""
+    sign = gripper > 0
+    change = np.zeros(len(sign), dtype=bool)
+    change[1:] = (sign[1:] != sign[:-1]) & ~episode_ends[:-1]
+    near = np.zeros(len(sign), dtype=bool)
+    for i in np.flatnonzero(change):
+        near[max(0, i - radius):i + radius] = True
+    return near
+
+
+@torch.no_grad()
+def open_loop_metrics(model, dataset, batch_size: int = 32) -> dict[str, float]:
+    """The model's first predicted action of every held-out frame against the recorded one.
+
+    Returns `val/l1_<d>` per action dim (normalised units, so dims compare), `val/l1_arm` (their
+    mean over the arm dims), `val/gripper_acc` (sign agreement) and `val/gripper_acc_near_transition`
+    (the same on frames within NEAR_TRANSITION of a gripper change: the rare decisions that matter).
+    """
+    was_training = model.training
+    model.eval()
+    preds, targets = [], []
+    for start in range(0, len(dataset), batch_size):
+        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        inputs = model.processor.training(batch, model.device, augment=False)
+        h_v, h_seg, h_q = model.encode(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
+        out = model.expert(h_v.flatten(1, 2), h_seg, h_q, inputs["state"]).float()[:, 0]
+        preds.append(out.cpu())
+        targets.append(inputs["actions"][:, 0].float().cpu())
+    model.train(was_training)
+    pred, target = torch.cat(preds).numpy(), torch.cat(targets).numpy()
+    arm = np.abs(pred[:, :-1] - target[:, :-1]).mean(0)
+    gripper_pred = pred[:, -1] > 0  # a logit's sign, or a +-1 regression's
+    gripper_ok = gripper_pred == (target[:, -1] > 0)
+    near = near_transitions(target[:, -1], dataset.episode_ends())
+    metrics = {f"val/l1_{d}": float(v) for d, v in enumerate(arm)}
+    metrics["val/l1_arm"] = float(arm.mean())
+    metrics["val/gripper_acc"] = float(gripper_ok.mean())
+    if near.any():
+        metrics["val/gripper_acc_near_transition"] = float(gripper_ok[near].mean())
+    return metrics
