@@ -1,4 +1,4 @@
-"""`pokevla generate demos` and `pokevla dataset info|validate`."""
+"""`pokevla generate demos` and `pokevla dataset info|validate|coverage`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ def register(subparsers) -> None:
     validate.add_argument("root")
     validate.add_argument("--all-frames", action="store_true", help="decode every image, not only each episode's ends")
     validate.set_defaults(func=_validate)
+    coverage = ds_sub.add_parser(
+        "coverage", help="do the episodes' start states cover the official evaluation init states?",
+        description="Compares each task's episode start states (arm joints, object xy) with the task's 50 official "
+                    "init states and prints one verdict line last. Exit status: 0 covered, 1 not covered, "
+                    "2 the dataset cannot be read (e.g. no replay data: only `pokevla generate demos` stores it).")
+    coverage.add_argument("root")
+    coverage.add_argument("--json", metavar="FILE", help="write the full report (every dimension of every task) as JSON")
+    coverage.set_defaults(func=_coverage)
 
 
 def _generate_demos(args: argparse.Namespace) -> int:
@@ -107,3 +115,23 @@ def _validate(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.root}: OK")
     return 0
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    from pokevla.common.io import write_json_atomic
+    from pokevla.data.coverage import coverage_report
+
+    report = coverage_report(args.root)
+    for t in report["tasks"]:
+        near = "; ".join(f"{group} nearest start median {n['median']:.3f} {n['unit']} "
+                         f"({n['reference_median']:.3f} between init states)" for group, n in t["nearest"].items())
+        print(f"{t['suite']} task {t['task_id']}: {t['episodes']} episodes, {t['inside']}/{t['init_states']} init states "
+              f"inside; {near}")
+        for d in t["dims"]:
+            if d["inside"] < 1.0:  # the dimensions that decide the verdict; --json has all
+                print(f"    {d['name']:<28} data [{d['data'][0]:.3f}, {d['data'][1]:.3f}] vs init "
+                      f"[{d['init'][0]:.3f}, {d['init'][1]:.3f}] {d['unit']}: {d['inside']:.0%} inside")
+    if args.json:
+        write_json_atomic(args.json, report)
+    print(report["verdict"])
+    return 0 if report["covered"] else 1

@@ -199,6 +199,10 @@ def claim_output_dir(out: Path, claim: dict) -> None:
     path = out / "evaluation.json"
     if path.exists():
         existing = json.loads(path.read_text())
+        # a setting added after this evaluation started, left at None, does not make it another one
+        for key, value in claim.get("config", {}).items():
+            if value is None and isinstance(existing.get("config"), dict):
+                existing["config"].setdefault(key, None)
         if existing != claim:
             raise PokeVLAError(f"{out} holds another evaluation ({path}); use a new --out directory or the same flags to resume it")
         return

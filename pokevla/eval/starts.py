@@ -10,6 +10,7 @@ episode is the fresh scene of its seed, under the generator's base seed and star
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -54,7 +55,8 @@ def dataset_starts(root: str, suite: str) -> DatasetStarts:
     seeds: dict[int, list[int]] = {}
     indices: dict[int, list[int]] = {}
     for index, episode in enumerate(reader.episodes):
-        task_id, seed = episode.get("task_id"), episode.get("seed")
+        extra = json.loads(episode.get("pokevla/extra") or "{}")  # the generator's bookkeeping of each episode
+        task_id, seed = extra.get("task_id"), extra.get("seed")
         if task_id is None or seed is None:
             raise DatasetError(f"{root}: episode {index} records no task_id / seed; regenerate it with `pokevla generate demos`")
         seeds.setdefault(int(task_id), []).append(int(seed))

@@ -99,6 +99,12 @@ def read_config(path: Path) -> PokeVLAConfig:
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path / CONFIG}: expected format_version {FORMAT_VERSION}, "
                               f"got {meta.get('format_version') if isinstance(meta, dict) else meta!r}")
+    config = meta.get("config")
+    norm = config.get("norm") if isinstance(config, dict) else None
+    if isinstance(norm, dict):
+        # saved before the normalisation floors existed: it was trained without them, keep it so
+        norm.setdefault("state_min_range", 0.0)
+        norm.setdefault("action_min_range", 0.0)
     try:
         return from_dict(PokeVLAConfig, meta["config"], where=str(path / CONFIG))
     except (ConfigError, KeyError) as e:

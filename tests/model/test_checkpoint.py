@@ -128,3 +128,15 @@ def test_training_heads_must_be_in_the_checkpoint_to_continue_training(make_mode
     PokeVLA.from_pretrained(tmp_path / "ckpt")
     with pytest.raises(CheckpointError, match=r"no weights for the training heads \(geometry, segmentation\)"):
         PokeVLA.from_pretrained(tmp_path / "ckpt", training_heads=True)
+
+
+def test_a_checkpoint_saved_before_the_normalisation_floors_keeps_its_normalisation(make_model, tmp_path):
+    make_model().save_pretrained(tmp_path / "old")
+    path = tmp_path / "old/config.json"
+    meta = json.loads(path.read_text())
+    for name in ("state_min_range", "action_min_range"):
+        del meta["config"]["norm"][name]
+    path.write_text(json.dumps(meta))
+    loaded = PokeVLA.from_pretrained(tmp_path / "old")
+    assert loaded.config.norm.state_min_range == 0.0 and loaded.normalizer.min_range == {
+        "observation.state": 0.0, "action": 0.0}

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from pokevla.common.config import from_dict
 from pokevla.common.errors import CheckpointError
 from pokevla.model.config import NormConfig
 from pokevla.model.normalize import ACTION, STATE, Normalizer, normalisation_warning
@@ -83,3 +84,16 @@ def test_a_degenerate_dimension_cannot_collapse(mode):
     warning = normalisation_warning(n)
     assert "observation.state dims [3]" in warning and "--norm.state-min-range" in warning
     assert normalisation_warning(Normalizer.for_model(STATS, NormConfig(), 8, 7)) is None
+
+
+def test_the_kept_gripper_is_never_reported_as_widened():
+    stats = {STATE: _stats(8), ACTION: _stats(7, lo=0.0, hi=0.0)}  # every action dim constant
+    n = Normalizer.for_model(stats, NormConfig(), state_dim=8, action_dim=7)
+    assert n.widened_dims(ACTION) == list(range(6))
+    assert float(n.normalize(ACTION, torch.full((1, 7), -1.0))[0, -1]) == -1.0
+
+
+def test_a_norm_config_saved_before_the_floors_existed_still_loads():
+    old = from_dict(NormConfig, {"state": "min_max", "action": "quantiles", "normalize_gripper": False})
+    assert old.state == "min_max" and old.state_min_range == NormConfig().state_min_range
+    assert old.action_min_range == NormConfig().action_min_range
