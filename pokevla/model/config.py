@@ -193,7 +193,7 @@ def tiny() -> PokeVLAConfig:
         # A conv stem (x8) then 2x2 patches: 16 px tokens, data-efficient where a plain 16 px patchify is
         # the weakest encoder at this data size. 96 px crops give 6x6 = 36 tokens per view; with a bare
         # instruction as the prompt (the byte tokenizer spends a token per character) and 2 LLM layers a
-        # training step costs ~1/3 of 128 px, 8x8 tokens, the full prompt and 4 layers (measured).
+        # training step costs ~1/2.2 of 128 px, 8x8 tokens, the full prompt and 4 layers (measured).
         vision=VisionConfig(image_size=96, dinov2=vit, siglip=dataclasses.replace(vit), stem_channels=(16, 32, 64)),
         # vocab 258 = 256 bytes + <eos> + <pad> of the built-in byte tokenizer
         llm=LLMConfig(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
