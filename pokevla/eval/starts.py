@@ -27,18 +27,17 @@ class DatasetStarts:
     dataset: str
     base_seed: int  # the generator's --seed (EnvConfig.seed of the episodes' envs)
     init_joint_noise: float
-    seeds: tuple[tuple[int, tuple[int, ...]], ...]  # (task_id, episode seeds in dataset order)
-    episodes: tuple[tuple[int, tuple[int, ...]], ...]  # (task_id, dataset episode indices, same order)
+    trials: dict[int, list[tuple[int, int]]]  # task_id -> [(dataset episode index, scene seed)], dataset order
 
     def seed(self, task_id: int, trial: int) -> int:
-        return dict(self.seeds)[task_id][trial]
+        return self.trials[task_id][trial][1]
 
     def episode_of(self, task_id: int, seed: int) -> int:
         """The dataset episode that started from `seed` in task `task_id`."""
-        return dict(self.episodes)[task_id][dict(self.seeds)[task_id].index(seed)]
+        return next(episode for episode, s in self.trials[task_id] if s == seed)
 
     def count(self, task_id: int) -> int:
-        return len(dict(self.seeds).get(task_id, ()))
+        return len(self.trials.get(task_id, ()))
 
 
 @lru_cache(maxsize=8)
@@ -52,18 +51,14 @@ def dataset_starts(root: str, suite: str) -> DatasetStarts:
         raise DatasetError(f"{root} was not written by `pokevla generate demos`: its episodes' scenes cannot be rebuilt")
     if generator.get("suite") != suite:
         raise DatasetError(f"{root} holds {generator.get('suite')} demonstrations, not {suite}; use --suite {generator.get('suite')}")
-    seeds: dict[int, list[int]] = {}
-    indices: dict[int, list[int]] = {}
+    trials: dict[int, list[tuple[int, int]]] = {}
     for index, episode in enumerate(reader.episodes):
         extra = json.loads(episode.get("pokevla/extra") or "{}")  # the generator's bookkeeping of each episode
         task_id, seed = extra.get("task_id"), extra.get("seed")
         if task_id is None or seed is None:
             raise DatasetError(f"{root}: episode {index} records no task_id / seed; regenerate it with `pokevla generate demos`")
-        seeds.setdefault(int(task_id), []).append(int(seed))
-        indices.setdefault(int(task_id), []).append(index)
-    return DatasetStarts(str(root), int(generator["seed"]), float(generator.get("init_joint_noise", 0.0)),
-                         tuple((t, tuple(s)) for t, s in sorted(seeds.items())),
-                         tuple((t, tuple(i)) for t, i in sorted(indices.items())))
+        trials.setdefault(int(task_id), []).append((index, int(seed)))
+    return DatasetStarts(str(root), int(generator["seed"]), float(generator.get("init_joint_noise", 0.0)), trials)
 
 
 class ReplayPolicy:
