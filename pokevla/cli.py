@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "pokevla.model.commands",
     "pokevla.train.commands",
     "pokevla.eval.commands",
+    "pokevla.serve.commands",
     "pokevla.quickstart",
 )
 

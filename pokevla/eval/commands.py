@@ -9,6 +9,7 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser("eval", help="evaluate a checkpoint or the scripted expert in LIBERO (published protocol, resumable)")
     who = ev.add_mutually_exclusive_group(required=True)
     who.add_argument("--checkpoint", help="a training run directory (its last checkpoint) or a checkpoint directory")
+    who.add_argument("--server", metavar="URL", help="a checkpoint behind `pokevla serve`, e.g. ws://127.0.0.1:8000")
     who.add_argument("--policy", choices=["expert", "replay"],
                      help="the scripted expert through the same path, or `replay`: the --starts dataset's executed "
                           "actions played back open loop from their own scenes")
@@ -20,6 +21,10 @@ def register(subparsers) -> None:
     ev.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: all cores)")
     ev.add_argument("--videos", type=int, default=2, help="videos of the first N trials of each task; -1 for all (default 2)")
     ev.add_argument("--replan-steps", type=int, default=None, help="actions executed per predicted chunk (default: the checkpoint's expert.execute_steps, else the whole chunk)")
+    ev.add_argument("--temporal-ensemble", type=float, default=None, metavar="DECAY",
+                    help="query every step and average the overlapping chunks' actions, weight exp(-DECAY * age rank) "
+                         "(ACT's temporal ensembling; default off: --replan-steps actions per chunk)")
+    ev.add_argument("--api-key-file", help="with --server: the file holding the server's API key")
     ev.add_argument("--resolution", type=int, default=256, help="render size in px (default 256, the published protocol)")
     ev.add_argument("--fast-render", action="store_true", help="no MSAA / reflections: faster but shifted images (recorded)")
     ev.add_argument("--device", default="cpu")
@@ -68,9 +73,39 @@ def _policy(args: argparse.Namespace, suite: str | None):
         if not args.starts:
             raise PokeVLAError("--policy replay plays a dataset back: give the dataset with --starts DATASET")
         return PolicySpec("replay", args.starts)
+    if args.temporal_ensemble is not None and args.temporal_ensemble < 0:
+        raise PokeVLAError(f"--temporal-ensemble takes a decay >= 0, got {args.temporal_ensemble}")
+    if args.server:
+        return _served_spec(args)
     from pokevla.eval.checkpoints import resolve_checkpoint
 
-    return PolicySpec("checkpoint", resolve_checkpoint(args.checkpoint, suite), args.replan_steps, args.device)
+    return PolicySpec("checkpoint", resolve_checkpoint(args.checkpoint, suite), args.replan_steps, args.device,
+                      ensemble_decay=args.temporal_ensemble)
+
+
+def _served_spec(args: argparse.Namespace):
+    """The server's policy, after checking that it reads the images this evaluation renders."""
+    from pokevla.common.errors import PokeVLAError
+    from pokevla.eval.policy import PolicySpec
+    from pokevla.serve.client import ConnectError, PolicyClient
+
+    try:
+        api_key = open(args.api_key_file).read().strip() if args.api_key_file else None
+    except OSError as e:
+        raise PokeVLAError(f"cannot read --api-key-file {args.api_key_file}: {e.strerror}") from None
+    try:
+        with PolicyClient(args.server, api_key=api_key, connect_retries=2) as client:
+            meta = client.metadata
+    except ConnectError as e:
+        raise PokeVLAError(f"{e}; start it with: pokevla serve --checkpoint RUN") from None
+    shapes = {tuple(v["shape"]) for v in meta["images"].values()}
+    if shapes != {(args.resolution, args.resolution, 3)}:
+        side = next(iter(shapes))[0]
+        raise PokeVLAError(f"the server expects {side}x{side} images; evaluate with --resolution {side}")
+    render = meta.get("training_render") or {}
+    served = (meta["model"]["weights_sha256"], render.get("resolution"), render.get("fast_render"))
+    return PolicySpec("server", args.server, args.replan_steps, ensemble_decay=args.temporal_ensemble,
+                      api_key_file=args.api_key_file, served=served)
 
 
 def _eval_robustness(args: argparse.Namespace) -> int:

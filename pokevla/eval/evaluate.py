@@ -180,6 +180,8 @@ def _deviations(config: EvalConfig, policy: PolicySpec) -> list[str]:
 def render_mismatch(config: EvalConfig, policy: PolicySpec) -> str | None:
     """A checkpoint sees other images than it was trained on (resolution, render mode), or None."""
     trained = training_render(policy.checkpoint) if policy.kind == "checkpoint" else None
+    if policy.kind == "server" and policy.served is not None and policy.served[1] is not None:
+        trained = {"resolution": policy.served[1], "fast_render": policy.served[2]}
     if trained is None or (trained["resolution"], bool(trained["fast_render"])) == (config.resolution, config.fast_render):
         return None
     return (f"renders differ from the training data's ({_render_name(trained['resolution'], trained['fast_render'])} "

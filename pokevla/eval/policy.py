@@ -1,13 +1,13 @@
 """Policies as the evaluator sees them, and how worker processes build them.
 
 A policy is built inside each simulator worker from a small picklable `PolicySpec`, once per worker,
-then `reset(env)` starts each episode and `act(obs)` returns one 7-dim action. Model policies
-predict a chunk of actions and execute `replan_steps` of them before predicting again.
+then `reset(env)` starts each episode and `act(obs)` returns one 7-dim action. Model policies, in
+this process or behind `pokevla serve`, predict a chunk of actions and hand it to the same
+`ActionChunkBroker` a robot uses: `replan_steps` actions per chunk, or temporal ensembling.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,17 +16,25 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PolicySpec:
-    kind: str  # "expert", "checkpoint" or "replay" (a dataset's executed actions, open loop)
-    checkpoint: str | None = None  # the model folder ("checkpoint") or the dataset ("replay")
+    kind: str  # "expert", "checkpoint", "server" or "replay" (a dataset's executed actions, open loop)
+    checkpoint: str | None = None  # the model folder ("checkpoint"), the server's URL ("server"), the dataset ("replay")
     replan_steps: int | None = None  # None: the checkpoint's expert.execute_steps (0 there: the whole chunk)
     device: str = "cpu"
+    ensemble_decay: float | None = None  # temporal ensembling of overlapping chunks (a query every step)
+    api_key_file: str | None = None  # "server": the file holding its API key
+    served: tuple | None = None  # "server": (weights sha256, training resolution, fast render) from its metadata
 
     @property
     def needs_images(self) -> bool:
-        return self.kind == "checkpoint"  # the expert reads privileged simulator state; a replay reads nothing
+        return self.kind in ("checkpoint", "server")  # the expert reads privileged state; a replay reads nothing
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "checkpoint": self.checkpoint, "replan_steps": self.replan_steps, "device": self.device}
+        out = {"kind": self.kind, "checkpoint": self.checkpoint, "replan_steps": self.replan_steps, "device": self.device}
+        if self.ensemble_decay is not None:
+            out["ensemble_decay"] = self.ensemble_decay
+        if self.served is not None:
+            out["served_weights_sha256"] = self.served[0]
+        return out
 
 
 class Policy(Protocol):
@@ -56,12 +64,39 @@ class ExpertPolicy:
         return self._expert.act(obs)
 
 
-class ChunkedModelPolicy:
-    """A trained PokeVLA checkpoint: predicts a chunk, executes `replan_steps` actions of it."""
+class _ChunkPolicy:
+    """A policy that predicts action chunks from images, the state and the instruction."""
 
     needs_images = True
+    observation_keys: list[str]
 
-    def __init__(self, checkpoint: str, replan_steps: int | None, device: str):
+    def _start(self, replan_steps: int, ensemble_decay: float | None) -> None:
+        from pokevla.serve.broker import ActionChunkBroker
+
+        self.replan_steps = replan_steps
+        self.broker = ActionChunkBroker(self._predict, replan_steps, ensemble_decay)
+        self._instruction = ""
+
+    def _predict(self, obs: dict) -> np.ndarray:
+        observation = {k: obs[k] for k in self.observation_keys}
+        observation["task"] = self._instruction
+        return self.predict_chunk(observation)
+
+    def predict_chunk(self, observation: dict) -> np.ndarray:
+        raise NotImplementedError
+
+    def reset(self, env) -> None:
+        self.broker.reset()
+        self._instruction = env.instruction
+
+    def act(self, obs: dict) -> np.ndarray:
+        return self.broker.act(obs)
+
+
+class ChunkedModelPolicy(_ChunkPolicy):
+    """A trained PokeVLA checkpoint in this process."""
+
+    def __init__(self, checkpoint: str, replan_steps: int | None, device: str, ensemble_decay: float | None = None):
         import torch
 
         from pokevla.model.pokevla import PokeVLA
@@ -69,22 +104,27 @@ class ChunkedModelPolicy:
         torch.set_num_threads(1)  # one thread per simulator worker: the workers already fill the cores
         self.model = PokeVLA.from_pretrained(checkpoint, device=device).eval()
         expert = self.model.config.expert
-        self.replan_steps = min(replan_steps or expert.execute_steps or expert.chunk_size, expert.chunk_size)
-        self._keys = [f"observation.images.{v}" for v in self.model.config.views] + ["observation.state"]
-        self._queue: deque[np.ndarray] = deque()
-        self._instruction = ""
+        self.observation_keys = [f"observation.images.{v}" for v in self.model.config.views] + ["observation.state"]
+        self._start(min(replan_steps or expert.execute_steps or expert.chunk_size, expert.chunk_size), ensemble_decay)
 
-    def reset(self, env) -> None:
-        self._queue.clear()
-        self._instruction = env.instruction
+    def predict_chunk(self, observation: dict) -> np.ndarray:
+        return self.model.predict_action_chunk(observation)[0].cpu().numpy()
 
-    def act(self, obs: dict) -> np.ndarray:
-        if not self._queue:
-            observation = {k: obs[k] for k in self._keys}
-            observation["task"] = self._instruction
-            chunk = self.model.predict_action_chunk(observation)[0].cpu().numpy()
-            self._queue.extend(chunk[: self.replan_steps])
-        return self._queue.popleft()
+
+class ServedPolicy(_ChunkPolicy):
+    """A checkpoint behind `pokevla serve`, reached through the robot-side client."""
+
+    def __init__(self, url: str, replan_steps: int | None, ensemble_decay: float | None, api_key_file: str | None):
+        from pokevla.serve.client import PolicyClient
+
+        api_key = open(api_key_file).read().strip() if api_key_file else None
+        self.client = PolicyClient(url, api_key=api_key)
+        meta = self.client.metadata
+        self.observation_keys = list(meta["images"]) + [meta["state"]["key"]]
+        self._start(min(replan_steps or meta["execute_steps"], meta["action_horizon"]), ensemble_decay)
+
+    def predict_chunk(self, observation: dict) -> np.ndarray:
+        return self.client.predict_chunk(observation)
 
 
 _cache: dict[PolicySpec, Policy] = {}
@@ -96,7 +136,9 @@ def make_policy(spec: PolicySpec) -> Policy:
         if spec.kind == "expert":
             _cache[spec] = ExpertPolicy()
         elif spec.kind == "checkpoint":
-            _cache[spec] = ChunkedModelPolicy(spec.checkpoint, spec.replan_steps, spec.device)
+            _cache[spec] = ChunkedModelPolicy(spec.checkpoint, spec.replan_steps, spec.device, spec.ensemble_decay)
+        elif spec.kind == "server":
+            _cache[spec] = ServedPolicy(spec.checkpoint, spec.replan_steps, spec.ensemble_decay, spec.api_key_file)
         elif spec.kind == "replay":
             from pokevla.eval.starts import ReplayPolicy
 

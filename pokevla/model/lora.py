@@ -24,3 +24,33 @@ def apply_finetune(module: nn.Module, mode: Finetune, cfg: LoRAConfig) -> None:
 
 def is_lora(name: str) -> bool:
     return "lora_" in name
+
+
+def merge_adapters(module: nn.Module) -> int:
+    """Folds every LoRA adapter in `module` into its base layer's weights and puts the plain layer
+    back in its place (W + B A scaled, computed by peft); returns how many layers were merged."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, BaseTunerLayer):
+                child.merge()
+                setattr(parent, name, child.get_base_layer())
+                count += 1
+    return count
+
+
+def merged_copy(model):
+    """A copy of a PokeVLA model with its LoRA adapters merged, configured as fully fine-tuned (so
+    it loads without adapters), and the number of merged layers. `model` is left as it was."""
+    import copy
+    import dataclasses
+
+    merged = copy.deepcopy(model)
+    count = merge_adapters(merged)
+    c = merged.config
+    full = lambda part: dataclasses.replace(part, finetune="full") if part.finetune == "lora" else part  # noqa: E731
+    merged.config = dataclasses.replace(c, vision=full(c.vision), llm=full(c.llm))
+    merged.processor.config = merged.config
+    return merged, count

@@ -145,10 +145,7 @@ class PokeVLA(nn.Module):
 
     def actions_from_output(self, pred: torch.Tensor) -> torch.Tensor:
         """The expert's normalised output (B, T, D) -> raw actions: a gripper logit becomes +-1 by its sign."""
-        if self.config.expert.gripper == "logit":
-            pred = pred.clone()
-            pred[..., -1] = torch.where(pred[..., -1] > 0, 1.0, -1.0)
-        return self.normalizer.unnormalize(ACTION, pred.float())
+        return raw_actions(pred, self.config.expert.gripper, self.normalizer)
 
     @torch.inference_mode()
     def predict_action_chunk(self, observation: Batch) -> torch.Tensor:
@@ -181,3 +178,12 @@ class PokeVLA(nn.Module):
         from pokevla.model.checkpoint import load_into
 
         load_into(self, path)
+
+
+def raw_actions(pred: torch.Tensor, gripper: str, normalizer: Normalizer) -> torch.Tensor:
+    """Normalised expert output (B, T, D) -> raw actions; with `gripper == "logit"` the last dim
+    is a close logit, executed as +-1 by its sign (shared by every backend that runs the expert)."""
+    if gripper == "logit":
+        pred = pred.clone()
+        pred[..., -1] = torch.where(pred[..., -1] > 0, 1.0, -1.0)
+    return normalizer.unnormalize(ACTION, pred.float())

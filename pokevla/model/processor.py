@@ -243,11 +243,13 @@ class TokenizePrompt:
     """`task` -> `input_ids`, `attention_mask` laid out as in the module docstring.
 
     Instructions are lower-cased and lose surrounding spaces and a final period (OpenVLA's prompt).
+    `pad_to` fixes the prompt width (static shapes for an exported graph); by default rows are
+    padded to the longest prompt of the batch.
     """
 
     def __init__(self, tokenizer, ids: TokenIds, template: str, num_image_tokens: int, num_queries: int,
-                 max_length: int):
-        self.tokenizer, self.ids, self.template = tokenizer, ids, template
+                 max_length: int, pad_to: int | None = None):
+        self.tokenizer, self.ids, self.template, self.pad_to = tokenizer, ids, template, pad_to
         self.num_image_tokens, self.num_queries, self.max_length = num_image_tokens, num_queries, max_length
         self.fixed = num_image_tokens + 1 + num_queries
         self.template_tokens = len(tokenizer(template.format(instruction=""), add_special_tokens=False)["input_ids"])
@@ -262,7 +264,10 @@ class TokenizePrompt:
                                  f"most {budget} fit the context (llm.max_length={self.max_length} holds "
                                  f"{self.fixed} image, <SEG> and query tokens and the prompt's "
                                  f"{self.template_tokens})")
-        width = max(len(t) for t in texts)
+            if self.pad_to is not None and len(text) > self.pad_to:
+                raise InputError(f"task[{i}]: the prompt is {len(text)} tokens long; this model takes at most "
+                                 f"{self.pad_to} (its static prompt length)")
+        width = self.pad_to if self.pad_to is not None else max(len(t) for t in texts)
         ids = self.ids
         rows, masks = [], []
         for text in texts:
@@ -287,7 +292,13 @@ class Processor:
         self._tokenize = TokenizePrompt(tokenizer, ids, c.llm.prompt, len(c.views) * c.grid ** 2, c.llm.num_queries,
                                         c.llm.max_length)
 
-    def _common(self, device, training: bool, augment: bool) -> list[Transform]:
+    def fixed_width(self, prompt_tokens: int) -> TokenizePrompt:
+        """The prompt tokeniser padding every prompt to `prompt_tokens` tokens (static shapes)."""
+        t = self._tokenize
+        return TokenizePrompt(t.tokenizer, t.ids, t.template, t.num_image_tokens, t.num_queries, t.max_length,
+                              pad_to=prompt_tokens)
+
+    def _common(self, device, training: bool, augment: bool, tokenize: Transform | None = None) -> list[Transform]:
         c = self.config
         steps: list[Transform] = [ToTensors(device), CheckObservation(c.views, c.expert.state_dim)]
         if training:
@@ -297,12 +308,15 @@ class Processor:
             steps.append(Augment(self.augment))
         if training and c.seg_enabled:
             steps.append(ResizeMasks(c.views, c.vision.image_size))
-        steps += [Normalize(self.normalizer, training), self._tokenize]
+        steps += [Normalize(self.normalizer, training), tokenize or self._tokenize]
         return steps
 
-    def inference(self, observation: Batch, device: torch.device | str = "cpu") -> Batch:
-        """A raw observation (batched, or single with `task` a string) -> model inputs."""
-        return Compose([AddBatchDim(self.config.views), *self._common(device, training=False, augment=False)])(dict(observation))
+    def inference(self, observation: Batch, device: torch.device | str = "cpu",
+                  tokenize: Transform | None = None) -> Batch:
+        """A raw observation (batched, or single with `task` a string) -> model inputs; `tokenize`
+        replaces the prompt tokeniser (e.g. `fixed_width(L)`)."""
+        steps = self._common(device, training=False, augment=False, tokenize=tokenize)
+        return Compose([AddBatchDim(self.config.views), *steps])(dict(observation))
 
     def training(self, batch: Batch, device: torch.device | str = "cpu", augment: bool = True) -> Batch:
         """A raw training batch -> model inputs and targets; `augment=False` (a model in eval mode)

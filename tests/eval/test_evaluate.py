@@ -78,3 +78,35 @@ def test_eval_runs_a_robustness_manifest(tmp_path, capsys):
     results = json.loads((tmp_path / "plus/results.json").read_text())
     assert results["summary"]["per_dimension"]["language"]["episodes"] == 1
     assert results["summary"]["total"]["episodes"] == 1 and (tmp_path / "plus/robustness.png").exists()
+
+
+def test_an_evaluation_through_the_server_acts_exactly_as_in_process(tmp_path, capsys):
+    """Same checkpoint, same seed: the served policy executes the same actions, step for step."""
+    import torch
+
+    from pokevla.cli import main
+    from pokevla.model.config import get_preset
+    from pokevla.model.pokevla import PokeVLA
+    from pokevla.model.synthetic import synthetic_stats
+    from pokevla.serve.backend import TorchBackend
+    from pokevla.serve.server import ServerConfig, ServerThread
+
+    torch.set_num_threads(1)  # as in the simulator workers
+    tiny = get_preset("tiny")
+    torch.manual_seed(0)
+    PokeVLA(tiny, synthetic_stats(tiny)).save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt/training.json").write_text(json.dumps({"data": {"suite": "libero_object",
+                                                                      "render": {"resolution": 64, "fast_render": True}}}))
+    common = ["--suite", "libero_object", "--tasks", "2", "--trials", "2", "--resolution", "64", "--fast-render",
+              "--max-steps", "12", "--workers", "1", "--videos", "0", "--replan-steps", "4"]
+    assert main(["eval", "--checkpoint", str(tmp_path / "ckpt"), *common, "--out", str(tmp_path / "local")]) == 0
+    with ServerThread(TorchBackend(tmp_path / "ckpt"), ServerConfig(port=0)) as url:
+        assert main(["eval", "--server", url, *common, "--resolution", "128", "--out", str(tmp_path / "bad")]) == 2
+        assert "the server expects 64x64 images; evaluate with --resolution 64" in capsys.readouterr().err
+        assert main(["eval", "--server", url, *common, "--out", str(tmp_path / "served")]) == 0
+    local = json.loads((tmp_path / "local/results.json").read_text())
+    served = json.loads((tmp_path / "served/results.json").read_text())
+    assert served["policy"]["kind"] == "server" and len(served["policy"]["served_weights_sha256"]) == 64
+    pairs = list(zip(local["episodes"], served["episodes"]))
+    assert len(pairs) == 2 and all(a["actions_sha1"] == b["actions_sha1"] and a["steps"] == b["steps"] for a, b in pairs)
+    assert local["episodes"][0]["actions_sha1"] != local["episodes"][1]["actions_sha1"]  # different starts, different acts
