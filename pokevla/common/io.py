@@ -58,32 +58,91 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Non
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Appends one JSON line and fsyncs it, so an interrupted job loses at most the line in flight.
 
-    Readers must skip a last line that does not parse (see `read_jsonl`).
+    A torn last line (power loss, full disk) is cut off first, so the new record never fuses with
+    it; the job that owned the torn line redoes that work on its rerun.
     """
-    line = json.dumps(record) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    with open(path, "ab+") as f:
+        _cut_torn_tail(f)
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
 
 
+def _cut_torn_tail(f) -> None:
+    """`f` open for appending and reading: truncates after its last newline if it does not end in one."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+        return
+    pos, block = size, 4096
+    while pos > 0:
+        start = max(0, pos - block)
+        f.seek(start)
+        chunk = f.read(pos - start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            f.truncate(start + newline + 1)
+            return
+        pos = start
+    f.truncate(0)
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Reads a JSON-lines file written by `append_jsonl`, dropping a torn last line."""
+    """Reads a JSON-lines file written by `append_jsonl`, dropping a torn last line. A damaged line
+    elsewhere is a one-line `PokeVLAError` naming the file and line."""
+    from pokevla.common.errors import PokeVLAError
+
     path = Path(path)
     if not path.exists():
         return []
     records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break  # torn write of an interrupted job
-            raise
+            raise PokeVLAError(f"{path} line {i + 1} is not valid JSON; the journal is damaged: delete that line "
+                               f"and rerun to redo its work") from None
+        if not isinstance(record, dict):
+            raise PokeVLAError(f"{path} line {i + 1} is not a JSON object; delete that line and rerun to redo its work")
+        records.append(record)
     return records
+
+
+_held: dict[Path, int] = {}  # directory -> the open lock file this process holds
+
+
+def hold_dir(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Takes `path/.lock` (an advisory `flock`) for the rest of this process, so a second pokevla
+    process working in the same directory is refused at once instead of writing every record twice.
+    Re-entrant within a process (a resumed run in the same process holds it already); the lock dies
+    with the process, so a killed run never leaves a stale one."""
+    import fcntl
+
+    from pokevla.common.errors import PokeVLAError
+
+    path = check_writable_dir(path).resolve()
+    if path in _held:
+        return path
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise PokeVLAError(f"{path} is in use by another pokevla process (pid {holder}); wait for it to finish "
+                           f"or choose another {what}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[path] = fd
+    return path
 
 
 def check_writable_dir(path: str | os.PathLike) -> Path:

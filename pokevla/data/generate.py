@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pokevla.common.errors import DatasetError, PokeVLAError
-from pokevla.common.io import append_jsonl, atomic_path, read_jsonl
+from pokevla.common.io import append_jsonl, atomic_path, hold_dir, read_jsonl
 from pokevla.common.versions import package_versions
 from pokevla.data.features import DEPTH_SCALE, VIEWS, demo_features
 from pokevla.data.lerobot import DatasetWriter, encode_png
@@ -125,6 +125,7 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
                 "seed": config.seed, "fps": FPS, "action_noise": config.action_noise,
                 "init_joint_noise": config.init_joint_noise}
     _check_same_settings(root, settings)
+    hold_dir(root)
     writer = DatasetWriter(root, demo_features(config.resolution), fps=FPS, robot_type="panda",
                            extra_info={"pokevla": {"generator": settings, "versions": package_versions(),
                                                    "scenes": "fresh samples of the BDDL regions (not the evaluation init states)"}})

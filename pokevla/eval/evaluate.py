@@ -195,9 +195,10 @@ def _render_name(resolution: int, fast: bool) -> str:
 def claim_output_dir(out: Path, claim: dict) -> None:
     """Refuses an output directory that holds a different evaluation (`claim`: its settings and
     policy, JSON-compatible); records ours otherwise, so a rerun with the same flags resumes."""
-    from pokevla.common.io import check_writable_dir
+    from pokevla.common.io import check_writable_dir, hold_dir
 
     check_writable_dir(out)
+    hold_dir(out)
     path = out / "evaluation.json"
     if path.exists():
         existing = json.loads(path.read_text())

@@ -15,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pokevla.common.errors import CheckpointError
@@ -27,24 +28,54 @@ def checkpoints_dir(run: Path) -> Path:
     return run / "checkpoints"
 
 
+def complete_checkpoints(run: Path) -> list[Path]:
+    """Checkpoint folders with every file a resume needs, oldest first."""
+    needed = ("config.json", "model.safetensors", "stats.json", TRAINER_STATE)
+    return sorted(p for p in checkpoints_dir(run).glob("step_*") if p.is_dir() and all((p / n).is_file() for n in needed))
+
+
 def last_checkpoint(run: Path) -> Path | None:
+    """The checkpoint `last` names; without a readable pointer (a kill while it was first written),
+    the newest complete checkpoint folder."""
     pointer = checkpoints_dir(run) / "last"
-    if not pointer.exists():
-        return None
-    path = checkpoints_dir(run) / pointer.read_text().strip()
-    if not path.is_dir():
-        raise CheckpointError(f"{pointer} names {path.name}, which is missing; the run directory is damaged")
-    return path
+    name = pointer.read_text().strip() if pointer.is_file() else ""
+    if name and (checkpoints_dir(run) / name).is_dir():
+        return checkpoints_dir(run) / name
+    complete = complete_checkpoints(run)
+    if name and not complete:
+        raise CheckpointError(f"{pointer} names {name}, which is missing, and no complete checkpoint is left; "
+                              f"the run directory is damaged")
+    return complete[-1] if complete else None
+
+
+def resume_point(run: Path, warn=print) -> tuple[Path | None, dict | None]:
+    """(checkpoint, trainer state) to resume from: the last checkpoint, or the one before it when
+    the last is damaged (a truncated trainer state, say). (None, None) for a run with none."""
+    last = last_checkpoint(run)
+    if last is None:
+        return None, None
+    candidates = [last] + [c for c in reversed(complete_checkpoints(run)) if c.name < last.name]
+    for i, checkpoint in enumerate(candidates):
+        try:
+            return checkpoint, load_trainer_state(checkpoint)
+        except CheckpointError as e:
+            if i == len(candidates) - 1:
+                raise
+            warn(f"warning: {e}; resuming from {candidates[i + 1].name} instead")
+    raise AssertionError("unreachable")
 
 
 def save_checkpoint(run: Path, step: int, model, trainer_state: dict, keep: int) -> Path:
-    """Writes model + trainer state as one folder, then points `last` at it; prunes old ones."""
+    """Writes model + trainer state as one folder, then points `last` at it; keeps the newest `keep`."""
+    if keep < 1:
+        raise CheckpointError(f"keep_checkpoints must be at least 1, got {keep}")
     root = checkpoints_dir(run)
     final = root / f"step_{step:07d}"
     staging = root / f".staging_step_{step:07d}"
-    shutil.rmtree(staging, ignore_errors=True)
+    for stale in root.glob(".staging_step_*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     model.save_pretrained(staging)
-    torch.save(trainer_state, staging / TRAINER_STATE)
+    torch.save(_encode_rng(trainer_state), staging / TRAINER_STATE)
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
@@ -54,11 +85,33 @@ def save_checkpoint(run: Path, step: int, model, trainer_state: dict, keep: int)
     return final
 
 
+def _encode_rng(state: dict) -> dict:
+    """NumPy's RNG state holds an ndarray, which `torch.load(weights_only=True)` refuses: store its
+    words as a tensor so the whole trainer state loads without unpickling arbitrary objects."""
+    if "numpy_rng" not in state:
+        return state
+    kind, keys, pos, has_gauss, cached = state["numpy_rng"]
+    return {**state, "numpy_rng": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+
+
+def _decode_rng(state: dict) -> dict:
+    if not isinstance(state.get("numpy_rng"), dict):
+        return state
+    r = state["numpy_rng"]
+    return {**state, "numpy_rng": (r["kind"], r["keys"].numpy().astype(np.uint32), r["pos"], r["has_gauss"], r["cached_gaussian"])}
+
+
 def load_trainer_state(checkpoint: Path) -> dict:
     path = checkpoint / TRAINER_STATE
     if not path.exists():
         raise CheckpointError(f"{checkpoint} has no {TRAINER_STATE}: it is an exported model, not a resumable training checkpoint")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle objects from a file
+    except Exception as e:  # a truncated file, or one holding objects other than tensors and plain data
+        raise CheckpointError(f"{path} cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                              f"it is damaged or was not written by this version of pokevla") from None
+    return _decode_rng(state)
 
 
 def read_run(run: Path) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 
@@ -37,13 +38,16 @@ def _train(args: argparse.Namespace) -> int:
     run = Path(out)
     existing = ckpt.read_run(run)
     if args.resume:
-        extra = [f for f in given_flags(args, "cfg") + given_flags(args, "train") if f != "out"]
+        extra = [f for f in given_flags(args, "cfg") + given_flags(args, "train") if f not in ("out", "dataset")]
         if existing is None:
             raise ConfigError(f"--resume: {run} holds no run (no run.json); start one with --preset and --dataset")
         if extra:
             raise ConfigError(f"--resume continues {run} with its own configuration; drop --{', --'.join(extra)}")
         model_cfg = from_dict(PokeVLAConfig, existing["model"], where=f"{run}/run.json model")
         train_cfg = from_dict(TrainConfig, existing["train"], where=f"{run}/run.json train")
+        # a run folder locates itself: it continues where it is now, from the dataset named now if one is
+        train_cfg = dataclasses.replace(train_cfg, out=str(run), dataset=getattr(args, "train__dataset", None) or train_cfg.dataset)
+        _check_resume_dataset(train_cfg.dataset, existing.get("data") or {}, run)
     else:
         if existing is not None:
             raise ConfigError(f"{run} holds another run; continue it with `pokevla train --out {run} --resume` or choose a new --out")
@@ -58,3 +62,17 @@ def _train(args: argparse.Namespace) -> int:
           f"(first {summary['first_loss'] if summary['first_loss'] is not None else float('nan'):.4f}), "
           f"{summary['samples_per_s']} samples/s; checkpoint {summary['checkpoint']}")
     return 0
+
+
+def _check_resume_dataset(dataset: str, recorded: dict, run: Path) -> None:
+    """The dataset a resumed run reads must exist and be the one it started on (episodes, frames, tasks)."""
+    from pokevla.common.errors import ConfigError
+    from pokevla.data.reader import DatasetReader
+    from pokevla.train.loop import dataset_identity
+
+    if not (Path(dataset) / "meta/info.json").is_file():
+        raise ConfigError(f"--resume: the run's dataset {dataset} is not there; name where it is now with --dataset DIR")
+    now = dataset_identity(DatasetReader(dataset))
+    changed = [k for k in ("episodes", "frames", "tasks") if k in recorded and recorded[k] != now[k]]
+    if changed:
+        raise ConfigError(f"--resume: {dataset} is not the dataset {run} was trained on ({', '.join(changed)} differ)")

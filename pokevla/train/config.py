@@ -34,6 +34,25 @@ class TrainConfig:
     threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 = half the cores (OpenMP threads that share cores with other work slow to a crawl)"})
     feature_map: tuple[str, ...] = field(default=(), metadata={"help": "OURS=THEIRS feature renames for other LeRobot datasets"})
 
+    def __post_init__(self) -> None:
+        from pokevla.common.errors import ConfigError
+
+        at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "val_every": 1, "save_every": 1,
+                    "keep_checkpoints": 1, "log_every": 1, "loader_workers": 0, "val_episodes": 0, "threads": 0}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        for name in ("lr",):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "color_jitter"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda") and self.device != "mps":
+            raise ConfigError(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
+
     @property
     def effective_batch(self) -> int:
         return self.batch_size * self.grad_accum

@@ -23,7 +23,7 @@ import torch
 
 from pokevla.common.config import to_dict
 from pokevla.common.errors import CheckpointError, PokeVLAError
-from pokevla.common.io import append_jsonl, check_writable_dir, write_json_atomic
+from pokevla.common.io import append_jsonl, check_writable_dir, hold_dir, write_json_atomic
 from pokevla.common.versions import machine, package_versions, usable_cores
 from pokevla.data.coverage import coverage_warning
 from pokevla.model.normalize import normalisation_warning
@@ -97,6 +97,8 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
     torch.set_num_threads(train_cfg.threads or max(1, usable_cores() // 2))
     rank, local_rank, world = _distributed()
     run = check_writable_dir(train_cfg.out)
+    if rank == 0:
+        hold_dir(run)
     device = _device(train_cfg.device, local_rank)
 
     reader = DatasetReader(train_cfg.dataset, feature_map=parse_feature_map(train_cfg.feature_map))
@@ -112,7 +114,7 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
         if rank == 0 and progress:
             print(f"frames decoded into memory: {held / 2**20:.0f} MiB")
 
-    last = ckpt.last_checkpoint(run) if resume else None
+    last, state = ckpt.resume_point(run, warn=lambda m: print(m, file=sys.stderr)) if resume else (None, None)
     stats = json.loads((last / "stats.json").read_text()) if last else dataset_stats(reader)
     torch.manual_seed(train_cfg.seed)
     model = PokeVLA(model_cfg, stats, training_heads=True).to(device)
@@ -127,7 +129,6 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
     step = 0
     if last is not None:
         model.load_checkpoint(last)
-        state = ckpt.load_trainer_state(last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]

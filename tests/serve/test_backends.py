@@ -59,11 +59,12 @@ def test_checkpoints_that_cannot_be_served_are_refused(checkpoint, tmp_path):
 
 
 def test_lora_merging_keeps_the_outputs(tmp_path):
-    from tests.model.conftest import override
+    import dataclasses
 
     from pokevla.model.lora import merged_copy
 
-    config = override(get_preset("tiny"), {"llm.finetune": "lora"})
+    tiny = get_preset("tiny")
+    config = dataclasses.replace(tiny, llm=dataclasses.replace(tiny.llm, finetune="lora"))
     torch.manual_seed(1)
     model = PokeVLA(config, synthetic_stats(config), training_heads=False).eval()
     with torch.no_grad():
