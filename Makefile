@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	bash scripts/install_system_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,onnx]"
+	$(PY) -m pip install -q -e ".[test,onnx,ray]"
 	touch $(STAMP)
 
 quickstart: $(STAMP)

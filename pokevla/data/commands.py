@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from pokevla.scale import add_cluster_args, cluster_from_args
+
 
 def register(subparsers) -> None:
     gen = subparsers.add_parser("generate", help="generate datasets")
@@ -25,6 +27,7 @@ def register(subparsers) -> None:
                        help="std of the Gaussian noise on each arm joint at a scene's start (default 0.02, the spread "
                             "measured in the official init states; 0 starts every episode from one pose)")
     demos.add_argument("--json", metavar="FILE", help="write the run summary as JSON")
+    add_cluster_args(demos)
     demos.set_defaults(func=_generate_demos)
 
     ds = subparsers.add_parser("dataset", help="inspect and check LeRobot v3 datasets")
@@ -52,7 +55,6 @@ def _generate_demos(args: argparse.Namespace) -> int:
     from pokevla.common.io import check_writable_dir, write_json_atomic
     from pokevla.data.generate import GenerateConfig, generate_demos
     from pokevla.sim import suites
-    from pokevla.common.versions import usable_cores
 
     suites.get_suite(args.suite)
     if args.episodes_per_task < 1:
@@ -64,12 +66,13 @@ def _generate_demos(args: argparse.Namespace) -> int:
     joint_noise = suites.OFFICIAL_INIT_JOINT_STD if args.init_joint_noise is None else args.init_joint_noise
     if not 0.0 <= joint_noise <= 0.5:
         raise PokeVLAError(f"--init-joint-noise {joint_noise} is out of range; use 0-0.5 rad (the official spread is 0.02)")
+    cluster, workers = cluster_from_args(args)
     check_writable_dir(args.out)
     config = GenerateConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)),
         episodes_per_task=args.episodes_per_task, out=args.out, resolution=args.resolution,
-        workers=args.workers or usable_cores(), fast_render=args.fast_render, seed=args.seed,
-        action_noise=args.action_noise, init_joint_noise=joint_noise,
+        workers=workers, fast_render=args.fast_render, seed=args.seed,
+        action_noise=args.action_noise, init_joint_noise=joint_noise, cluster=cluster,
     )
     summary = generate_demos(config)
     print(f"{summary['episodes']} episodes ({summary['frames']} frames) in {summary['out']}; "

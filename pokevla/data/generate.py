@@ -21,6 +21,7 @@ import numpy as np
 
 from pokevla.common.errors import DatasetError, PokeVLAError
 from pokevla.common.io import append_jsonl, atomic_path, hold_dir, read_jsonl
+from pokevla.scale import LOCAL, Cluster
 from pokevla.common.versions import package_versions
 from pokevla.data.features import DEPTH_SCALE, VIEWS, demo_features
 from pokevla.data.lerobot import DatasetWriter, encode_png
@@ -43,6 +44,7 @@ class GenerateConfig:
     seed: int = 0
     action_noise: float = 0.0  # std of the correlated noise on executed translations (0: the clean expert)
     init_joint_noise: float = OFFICIAL_INIT_JOINT_STD  # std (rad) of each arm joint at a scene's start
+    cluster: Cluster = LOCAL  # where the attempts run (local processes or Ray)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
                      for i in range(min(budget, math.ceil(deficit * 1.25)))]
         if not jobs:
             break
-        for result in map_unordered(run_attempt, jobs, config.workers):
+        for result in map_unordered(run_attempt, jobs, config.workers, config.cluster):
             t = result["task_id"]
             attempted[t].add(result["seed"])
             if result["success"] and done[t] < config.episodes_per_task:

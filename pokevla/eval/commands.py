@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pokevla.scale import add_cluster_args, cluster_from_args
+
 
 def register(subparsers) -> None:
     ev = subparsers.add_parser("eval", help="evaluate a checkpoint or the scripted expert in LIBERO (published protocol, resumable)")
@@ -18,7 +20,8 @@ def register(subparsers) -> None:
     ev.add_argument("--tasks", help="task ids, e.g. 0,3,5-7 (default: all)")
     ev.add_argument("--trials", type=int, default=50, help="trials per task, trial k from init state k (default 50, the published protocol)")
     ev.add_argument("--out", required=True, help="results directory (run again with the same flags to resume)")
-    ev.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: all cores)")
+    ev.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: all cores; "
+                                                              "with --backend ray: the cluster's CPUs)")
     ev.add_argument("--videos", type=int, default=2, help="videos of the first N trials of each task; -1 for all (default 2)")
     ev.add_argument("--replan-steps", type=int, default=None, help="actions executed per predicted chunk (default: the checkpoint's expert.execute_steps, else the whole chunk)")
     ev.add_argument("--temporal-ensemble", type=float, default=None, metavar="DECAY",
@@ -33,6 +36,7 @@ def register(subparsers) -> None:
     ev.add_argument("--starts", metavar="DATASET",
                     help="start trial k in the scene of the k-th episode of each task in this generated dataset instead "
                          "of init state k (the success ladder: training starts vs evaluation starts; recorded as a deviation)")
+    add_cluster_args(ev)
     ev.set_defaults(func=_eval)
 
 
@@ -41,7 +45,6 @@ def _eval(args: argparse.Namespace) -> int:
     from pokevla.eval.evaluate import EvalConfig, evaluate, format_table
     from pokevla.eval.policy import PolicySpec
     from pokevla.sim import suites
-    from pokevla.common.versions import usable_cores
 
     if args.robustness:
         if args.starts:
@@ -51,11 +54,12 @@ def _eval(args: argparse.Namespace) -> int:
         raise PokeVLAError("--suite is required (or --robustness MANIFEST)")
     suites.get_suite(args.suite)
     policy = _policy(args, args.suite)
+    cluster, workers = cluster_from_args(args)
     config = EvalConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)), trials=args.trials,
         out=args.out, resolution=args.resolution, fast_render=args.fast_render,
-        workers=args.workers or usable_cores(), videos_per_task=args.videos, seed=args.seed, max_steps=args.max_steps,
-        starts=args.starts,
+        workers=workers, videos_per_task=args.videos, seed=args.seed, max_steps=args.max_steps,
+        starts=args.starts, cluster=cluster,
     )
     results = evaluate(config, policy)
     print(format_table(results))
@@ -115,7 +119,6 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     from pokevla.common.errors import PokeVLAError
     from pokevla.eval.policy import make_policy
     from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest
-    from pokevla.common.versions import usable_cores
     from pokevla.sim.perturb.manifest import read_manifest
 
     if args.suite:
@@ -124,8 +127,9 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     suites_in_manifest = sorted({v.suite for v in variants})
     policy = _policy(args, suites_in_manifest[0] if len(suites_in_manifest) == 1 else None)
     settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render, seed=args.seed)
-    results = evaluate_manifest(partial(make_policy, policy), args.robustness, args.workers or usable_cores(), args.out,
-                                settings=settings, policy_name=str(policy.describe()))
+    cluster, workers = cluster_from_args(args)
+    results = evaluate_manifest(partial(make_policy, policy), args.robustness, workers, args.out,
+                                settings=settings, policy_name=str(policy.describe()), cluster=cluster)
     for dim, row in results["summary"]["per_dimension"].items():
         print(f"{dim:>11}: {row['successes']}/{row['episodes']}")
     total = results["summary"]["total"]

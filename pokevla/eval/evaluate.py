@@ -23,6 +23,7 @@ from pokevla.eval.episode import play_episode
 from pokevla.eval.policy import PolicySpec, make_policy
 from pokevla.eval.starts import dataset_starts
 from pokevla.eval.video import side_by_side, write_video
+from pokevla.scale import LOCAL, Cluster
 
 PROTOCOL = "LIBERO published protocol: trial k from official init state k; reset then set_init_state; 10 settle steps; success checked every step"
 
@@ -40,6 +41,7 @@ class EvalConfig:
     seed: int = 0
     max_steps: int | None = None  # None: the suite's published limit; anything else is a recorded deviation
     starts: str | None = None  # a generated dataset: trial k starts in its k-th episode's scene, not init state k
+    cluster: Cluster = LOCAL  # where the episodes run (not part of the evaluation's identity)
 
     @property
     def step_limit(self) -> int:
@@ -109,7 +111,8 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
         print(f"warning: {mismatch}; pass --resolution and --fast-render as in training (recorded as a deviation)",
               file=sys.stderr)
     out = Path(config.out)
-    claim_output_dir(out, {"config": {**asdict(replace(config, workers=0, out="")), "task_ids": list(config.task_ids)},
+    identity = {k: v for k, v in asdict(replace(config, workers=0, out="")).items() if k != "cluster"}
+    claim_output_dir(out, {"config": {**identity, "task_ids": list(config.task_ids)},
                            "policy": policy.describe()})
     journal = out / "episodes.jsonl"
     recorded = read_jsonl(journal)
@@ -118,7 +121,7 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
     bar = tqdm(total=len(config.task_ids) * config.trials, initial=len(done), desc=f"eval {config.suite}", unit="ep", disable=not progress)
     successes = sum(r["success"] for r in recorded)
     t0 = time.perf_counter()
-    for record in map_unordered(run_job, jobs, config.workers):
+    for record in map_unordered(run_job, jobs, config.workers, config.cluster):
         append_jsonl(journal, record)
         successes += record["success"]
         bar.update(1)

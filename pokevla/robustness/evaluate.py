@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from pokevla.common.io import append_jsonl, atomic_path, read_jsonl, write_json_atomic
+from pokevla.scale import LOCAL, Cluster
 from pokevla.sim.perturb import DIMENSIONS
 from pokevla.sim.perturb.manifest import Variant, read_manifest
 
@@ -75,7 +76,7 @@ def summarize(records: list[dict]) -> dict:
 
 def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: int, out: str | Path, *,
                       settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "",
-                      log: Callable[[str], None] = print) -> dict:
+                      log: Callable[[str], None] = print, cluster: Cluster = LOCAL) -> dict:
     """Runs every valid variant of `manifest` once (resuming from out/episodes.jsonl); returns results.
 
     `out` is claimed for these settings and this policy: a rerun with other ones is refused rather
@@ -99,7 +100,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     if settings.render:
         render.select_renderer()  # workers inherit the choice
     jobs = [(v, settings, policy_factory) for v in todo]
-    for i, record in enumerate(map_unordered(run_variant, jobs, workers), start=1):
+    for i, record in enumerate(map_unordered(run_variant, jobs, workers, cluster), start=1):
         append_jsonl(journal, record)
         outcome = record.get("error") or ("success" if record["success"] else "failure")
         log(f"[{i}/{len(jobs)}] {record['id']} L{record['level']}: {outcome} ({record['seconds']} s)")

@@ -26,6 +26,10 @@ class Backend(Protocol):
         """B observations (PokeVLA keys, numpy) -> raw actions float32 (B, T, D_action)."""
         ...
 
+    def prepare_thread(self) -> None:
+        """Called once on the thread that will run `predict`."""
+        ...
+
     def metadata(self) -> dict: ...
 
 
@@ -101,15 +105,20 @@ def checkpoint_metadata(model_dir: Path, config, spec: ObservationSpec, backend:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu", image_size: int | None = None):
+    def __init__(self, model_dir: str | Path, device: str = "cpu", image_size: int | None = None, threads: int = 1):
         from pokevla.model.checkpoint import STATS
         from pokevla.model.pokevla import PokeVLA
 
-        self.model_dir = Path(model_dir)
+        self.model_dir, self.threads = Path(model_dir), threads
         if not (self.model_dir / STATS).is_file():
             raise CheckpointError(f"{self.model_dir} has no {STATS}: a model without normalisation statistics cannot be served")
         self.model = PokeVLA.from_pretrained(self.model_dir, device=device).eval()
         self.spec = observation_spec(self.model_dir, self.model.config, image_size)
+
+    def prepare_thread(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
 
     def predict(self, observations: list[dict]) -> np.ndarray:
         actions = self.model.predict_action_chunk(stack(observations, self.spec.views))

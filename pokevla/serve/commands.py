@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     onnx.add_argument("--checkpoint", required=True, help="a training run directory (its last checkpoint) or a checkpoint folder")
     onnx.add_argument("--out", required=True, help="output folder (the graph, the checkpoint's statistics and tokenizer, parity.json)")
     onnx.add_argument("--image-size", type=int, default=None, help="input image size (default: the training data's)")
-    onnx.add_argument("--prompt-tokens", type=int, default=None, help="static prompt length in tokens (default 128, or what the context holds if less)")
+    onnx.add_argument("--prompt-tokens", type=int, default=None, help="static prompt length in tokens (default: 1.5x the longest training instruction, else 128)")
     onnx.add_argument("--dataset", help="a demonstration dataset whose frames serve as the parity check's observations "
                                         "(default: random images and states)")
     onnx.add_argument("--parity-samples", type=int, default=8, help="observations in the parity check (default 8)")
@@ -60,17 +60,19 @@ def make_backend(args: argparse.Namespace):
         raise PokeVLAError("--checkpoint is required")
     if args.threads < 1:
         raise PokeVLAError(f"--threads must be at least 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)  # the processor's tensor ops run on torch in both backends
     if args.backend == "onnx":
         from pokevla.serve.onnx import OnnxBackend
 
         return OnnxBackend(args.checkpoint, threads=args.threads)
-    import torch
 
     from pokevla.serve.backend import TorchBackend
     from pokevla.train.checkpoints import resolve_model_dir
 
-    torch.set_num_threads(args.threads)
-    return TorchBackend(resolve_model_dir(args.checkpoint), device=args.device, image_size=args.image_size)
+    return TorchBackend(resolve_model_dir(args.checkpoint), device=args.device, image_size=args.image_size,
+                        threads=args.threads)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from pokevla.serve.backend import checkpoint_metadata, file_sha256, observation_
 
 EXPORT_FORMAT = "pokevla-onnx/1"
 INPUTS = ("pixel_values", "input_ids", "attention_mask", "state")
-DEFAULT_PROMPT_TOKENS = 128  # LIBERO instructions: at most ~20 BPE tokens, ~90 bytes (the tiny preset tokenises bytes)
+DEFAULT_PROMPT_TOKENS = 128  # without recorded instructions: LIBERO's are at most ~20 BPE tokens, ~90 bytes
 COPIED = ("config.json", "backbones.json", "stats.json", "training.json")
 
 
@@ -64,6 +64,20 @@ class _Network(torch.nn.Module):
         return self.model.infer(pixel_values, input_ids, attention_mask, state)
 
 
+def default_prompt_tokens(model, model_dir: Path) -> int:
+    """The static prompt length: the training instructions' longest, with half again as margin
+    (rounded up to 8), or DEFAULT_PROMPT_TOKENS when the checkpoint records none. Every padded
+    position costs compute in the graph, so a fixed length far above the real prompts is slower."""
+    training = model_dir / "training.json"
+    tasks = json.loads(training.read_text()).get("data", {}).get("tasks") if training.is_file() else None
+    if not tasks:
+        return DEFAULT_PROMPT_TOKENS
+    t = model.processor.fixed_width(1)
+    longest = max(len(model.tokenizer(t.template.format(instruction=x.strip().rstrip(".").lower()),
+                                      add_special_tokens=False)["input_ids"]) for x in tasks)
+    return -(-int(1.5 * longest) // 8) * 8
+
+
 def export_onnx(cfg: ExportConfig, progress=print) -> dict:
     """Exports, checks parity, writes the folder atomically; returns the parity report."""
     _require_onnx()
@@ -76,7 +90,7 @@ def export_onnx(cfg: ExportConfig, progress=print) -> dict:
     spec = observation_spec(model_dir, model.config, cfg.image_size)
     c = model.config
     budget = c.llm.max_length - (len(c.views) * c.grid ** 2 + 1 + c.llm.num_queries)
-    prompt_tokens = cfg.prompt_tokens or min(DEFAULT_PROMPT_TOKENS, budget)
+    prompt_tokens = cfg.prompt_tokens or min(default_prompt_tokens(model, model_dir), budget)
     if not 1 <= prompt_tokens <= budget:
         raise PokeVLAError(f"--prompt-tokens must be 1 to {budget} (llm.max_length {c.llm.max_length} minus the image, "
                            f"<SEG> and query tokens), got {prompt_tokens}")
@@ -167,6 +181,9 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         self.session = ort.InferenceSession(str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+    def prepare_thread(self) -> None:
+        torch.set_num_threads(1)  # the processor's tensor ops; ONNX Runtime has its own threads
 
     def _normalised(self, observations: list[dict]) -> torch.Tensor:
         outputs = []

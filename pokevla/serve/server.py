@@ -53,7 +53,10 @@ class PolicyServer:
         self.backend, self.config = backend, config
         self.metadata = {"protocol": PROTOCOL_VERSION, "max_batch": config.max_batch, **backend.metadata()}
         self._metadata_frame = pack(self.metadata)
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pokevla-model")
+        # the backend sets up its thread there: OpenMP thread counts are per calling thread, so a
+        # torch.set_num_threads made on the main thread does not reach the model thread
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pokevla-model",
+                                                initializer=getattr(backend, "prepare_thread", None))
         self._queue: asyncio.Queue[_Pending] | None = None
         self.port: int | None = None  # the bound port (config.port 0 picks a free one)
         self._in_flight = 0  # requests queued or being computed

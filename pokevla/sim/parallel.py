@@ -1,8 +1,9 @@
-"""Runs simulator episodes on every core.
+"""Runs simulator episodes on every core, or on a Ray cluster.
 
-Jobs go to a pool of spawned worker processes (spawn, not fork: a forked GL context is unsafe).
-Each worker keeps its last two environments and reuses them while consecutive jobs ask for the
-same configs, so sort jobs by task. Results come back as they finish.
+Jobs go to a pool of spawned worker processes (spawn, not fork: a forked GL context is unsafe), or
+with `Cluster("ray")` to Ray tasks (`pokevla.scale`). Each worker keeps its last two environments
+and reuses them while consecutive jobs ask for the same configs, so sort jobs by task. Results come
+back as they finish; the callers journal them, whichever backend ran them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import multiprocessing as mp
 import os
 from typing import Callable, Iterable, Iterator, TypeVar
 
+from pokevla.scale import LOCAL, Cluster
 from pokevla.sim.env import EnvConfig, LiberoEnv
 
 J = TypeVar("J")
@@ -49,8 +51,14 @@ def _init_worker() -> None:
     os.environ.setdefault("LP_NUM_THREADS", "1")
 
 
-def map_unordered(fn: Callable[[J], R], jobs: Iterable[J], workers: int) -> Iterator[R]:
-    """Yields fn(job) for every job, in completion order; runs in this process when workers == 1."""
+def map_unordered(fn: Callable[[J], R], jobs: Iterable[J], workers: int, cluster: Cluster = LOCAL) -> Iterator[R]:
+    """Yields fn(job) for every job, in completion order. Local: `workers` processes, this process
+    when workers == 1. Ray: at most `workers` tasks at once (0: one per cluster CPU)."""
+    if cluster.backend == "ray":
+        from pokevla.scale.ray_backend import ray_map_unordered
+
+        yield from ray_map_unordered(fn, jobs, workers, cluster.address)
+        return
     jobs = list(jobs)
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:

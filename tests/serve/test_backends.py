@@ -13,6 +13,7 @@ import torch
 
 from pokevla.common.errors import CheckpointError
 from pokevla.model.config import get_preset
+from pokevla.model.processor import InputError
 from pokevla.model.pokevla import PokeVLA
 from pokevla.model.synthetic import synthetic_stats
 from pokevla.serve.backend import TorchBackend, sample_observations
@@ -29,7 +30,8 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("serve") / "ckpt"
     PokeVLA(config, synthetic_stats(config), training_heads=False).save_pretrained(path)
-    (path / "training.json").write_text(json.dumps({"data": {"suite": "libero_object", "render": RENDER}}))
+    (path / "training.json").write_text(json.dumps({"data": {"suite": "libero_object", "render": RENDER,
+                                                             "tasks": ["pick up the bowl", "open it"]}}))
     return path
 
 
@@ -100,6 +102,10 @@ def test_onnx_export_matches_pytorch_and_serves(checkpoint, tmp_path):
     np.testing.assert_allclose(backend.continuous(observations),
                                torch_backend.model.normalizer.unnormalize(
                                    "action", torch.from_numpy(_normalised(torch_backend, observations))).numpy(), atol=1e-4)
+    # the static prompt: 1.5x the longest training instruction (16 bytes), rounded up to 8
+    assert json.loads((tmp_path / "onnx/export.json").read_text())["prompt_tokens"] == 24
+    with pytest.raises(InputError, match="this model takes at most 24"):
+        backend.predict([{**observations[0], "task": "pick up the bowl and then put it into the top drawer"}])
     meta = backend.metadata()
     assert meta["backend"] == "onnx" and meta["model"]["weights_sha256"] == torch_backend.metadata()["model"]["weights_sha256"]
     with pytest.raises(CheckpointError, match="not a `pokevla export onnx` folder"):
