@@ -35,3 +35,21 @@ def test_unknown_preset_is_an_argparse_error(tmp_path, capsys):
         main(["train", "--preset", "huge", "--dataset", str(tmp_path), "--out", str(tmp_path / "r")])
     assert exit_info.value.code == 2
     assert "invalid choice: 'huge'" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("flags, text", [
+    (["--replan-steps", "-1"], "--replan-steps must be at least 1"),
+    (["--replan-steps", "2"], "apply to a model (--checkpoint or --server), not to --policy expert"),
+    (["--resolution", "0"], "--resolution 0 is out of range"),
+    (["--device", "bogus"], "--device 'bogus'"),
+    (["--videos", "-5"], "--videos takes a count"),
+    (["--tasks", "5-3"], "task range '5-3' is empty"),
+    (["--temporal-ensemble", "-1"], "--temporal-ensemble takes a decay >= 0"),
+])
+def test_bad_eval_numbers_are_one_line_before_any_work(flags, text, tmp_path, capsys):
+    from pokevla.cli import main
+
+    assert main(["eval", "--policy", "expert", "--suite", "libero_object", "--out", str(tmp_path / "e"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert text in err and err.count("\n") == 1
+    assert not (tmp_path / "e").exists()

@@ -46,6 +46,7 @@ def _eval(args: argparse.Namespace) -> int:
     from pokevla.eval.policy import PolicySpec
     from pokevla.sim import suites
 
+    _check_numbers(args)
     if args.robustness:
         if args.starts:
             raise PokeVLAError("--starts does not combine with --robustness: a variant defines its own start")
@@ -67,6 +68,24 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    from pokevla.common.errors import PokeVLAError
+
+    if args.replan_steps is not None and args.replan_steps < 1:
+        raise PokeVLAError(f"--replan-steps must be at least 1, got {args.replan_steps}")
+    if not 32 <= args.resolution <= 1024:
+        raise PokeVLAError(f"--resolution {args.resolution} is out of range; use 32-1024 px (the published protocol: 256)")
+    if args.temporal_ensemble is not None and args.temporal_ensemble < 0:
+        raise PokeVLAError(f"--temporal-ensemble takes a decay >= 0, got {args.temporal_ensemble}")
+    if args.policy and (args.temporal_ensemble is not None or args.replan_steps is not None):
+        raise PokeVLAError("--temporal-ensemble and --replan-steps apply to a model (--checkpoint or --server), "
+                           f"not to --policy {args.policy}")
+    if args.videos < -1:
+        raise PokeVLAError(f"--videos takes a count, or -1 for all; got {args.videos}")
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        raise PokeVLAError(f"--device {args.device!r}: use cpu, cuda or cuda:N")
+
+
 def _policy(args: argparse.Namespace, suite: str | None):
     from pokevla.common.errors import PokeVLAError
     from pokevla.eval.policy import PolicySpec
@@ -77,8 +96,6 @@ def _policy(args: argparse.Namespace, suite: str | None):
         if not args.starts:
             raise PokeVLAError("--policy replay plays a dataset back: give the dataset with --starts DATASET")
         return PolicySpec("replay", args.starts)
-    if args.temporal_ensemble is not None and args.temporal_ensemble < 0:
-        raise PokeVLAError(f"--temporal-ensemble takes a decay >= 0, got {args.temporal_ensemble}")
     if args.server:
         return _served_spec(args)
     from pokevla.eval.checkpoints import resolve_checkpoint

@@ -103,6 +103,8 @@ def parse_task_ids(text: str | None, suite: str) -> list[int]:
         try:
             if "-" in part:
                 lo, hi = (int(x) for x in part.split("-", 1))
+                if lo > hi:
+                    raise SimulatorError(f"task range {part!r} is empty; write it low-high, e.g. {hi}-{lo}")
                 ids.extend(range(lo, hi + 1))
             else:
                 ids.append(int(part))
