@@ -37,5 +37,8 @@ def cluster_from_args(args):
     if args.workers is not None and args.workers < 1:
         raise PokeVLAError(f"--workers must be at least 1, got {args.workers}")
     if args.backend == "ray":
+        from pokevla.scale.ray_backend import check_reachable
+
+        check_reachable(args.ray_address)  # before any work starts, not at the first episode
         return Cluster("ray", args.ray_address), args.workers or 0
     return Cluster(), args.workers or usable_cores()

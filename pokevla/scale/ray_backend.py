@@ -37,7 +37,7 @@ def connect(address: str | None, local_cpus: int | None = None):
     if ray.is_initialized():
         return ray
     env = {"LP_NUM_THREADS": "1", **{k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
-    _check_reachable(address)
+    check_reachable(address)
     try:
         ray.init(address=address, num_cpus=local_cpus if address is None else None, include_dashboard=False,
                  runtime_env={"env_vars": env}, log_to_driver=False, configure_logging=False)
@@ -48,7 +48,7 @@ def connect(address: str | None, local_cpus: int | None = None):
     return ray
 
 
-def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
     """A HOST:PORT that accepts no TCP connection is refused at once: `ray.init` would keep retrying it."""
     import socket
 
