@@ -21,6 +21,7 @@ from pokevla.serve.protocol import ObservationSpec
 class Backend(Protocol):
     name: str
     spec: ObservationSpec
+    source: Path  # the folder it was loaded from (checkpoint or export)
 
     def predict(self, observations: list[dict]) -> np.ndarray:
         """B observations (PokeVLA keys, numpy) -> raw actions float32 (B, T, D_action)."""
@@ -49,14 +50,24 @@ def stack(observations: list[dict], views: tuple[str, ...]) -> dict:
     return batch
 
 
-def sample_observations(spec: ObservationSpec, dataset: str | None, count: int, seed: int = 0) -> list[dict]:
-    """`count` observations: evenly spaced frames of `dataset`, or random images and states."""
+def training_tasks(model_dir: Path) -> list[str]:
+    """The instructions a checkpoint was trained on, as its training record lists them (or none)."""
+    training = Path(model_dir) / "training.json"
+    tasks = json.loads(training.read_text()).get("data", {}).get("tasks") if training.is_file() else None
+    return [t for t in tasks or [] if isinstance(t, str)]
+
+
+def sample_observations(spec: ObservationSpec, dataset: str | None, count: int, seed: int = 0,
+                        tasks: list[str] | None = None) -> list[dict]:
+    """`count` observations: evenly spaced frames of `dataset`, or random images and states with
+    the instructions `tasks` in turn (default: one LIBERO instruction)."""
     rng = np.random.default_rng(seed)
     if dataset is None:
         size = spec.image_shape[0]
+        tasks = tasks or ["pick up the alphabet soup and place it in the basket"]
         return [{**{f"observation.images.{v}": rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for v in spec.views},
                  "observation.state": rng.uniform(-1, 1, spec.state_dim).astype(np.float32),
-                 "task": "pick up the alphabet soup and place it in the basket"} for _ in range(count)]
+                 "task": tasks[i % len(tasks)]} for i in range(count)]
     from pokevla.data.reader import DatasetReader
 
     reader = DatasetReader(dataset)
@@ -110,6 +121,7 @@ class TorchBackend:
         from pokevla.model.pokevla import PokeVLA
 
         self.model_dir, self.threads = Path(model_dir), threads
+        self.source = self.model_dir
         if not (self.model_dir / STATS).is_file():
             raise CheckpointError(f"{self.model_dir} has no {STATS}: a model without normalisation statistics cannot be served")
         self.model = PokeVLA.from_pretrained(self.model_dir, device=device).eval()

@@ -23,7 +23,7 @@ import numpy as np
 from pokevla.common.errors import PokeVLAError
 from pokevla.common.io import write_json_atomic
 from pokevla.common.versions import machine, package_versions
-from pokevla.serve.backend import sample_observations
+from pokevla.serve.backend import sample_observations, training_tasks
 from pokevla.serve.protocol import pack
 
 
@@ -66,7 +66,7 @@ def _alternating(cfg: BenchConfig) -> dict:
     backends = {name: make_backend(argparse.Namespace(checkpoint=ckpt, backend=name, device=cfg.device, threads=cfg.threads,
                                                       image_size=cfg.image_size))
                 for name, ckpt in (("torch", cfg.checkpoint), ("onnx", cfg.onnx))}
-    observation = sample_observations(backends["torch"].spec, None, 1)[0]
+    observation = sample_observations(backends["torch"].spec, None, 1, tasks=training_tasks(backends["onnx"].source))[0]
     times: dict[str, list[float]] = {name: [] for name in backends}
     for i in range(cfg.warmup + cfg.requests):
         for name, backend in backends.items():
@@ -154,7 +154,7 @@ def run_bench(cfg: BenchConfig, json_path: str | None = None) -> dict:
     for name, checkpoint, extra in _backend_runs(cfg):
         backend = make_backend(argparse.Namespace(checkpoint=checkpoint, backend=name, device=cfg.device,
                                                   threads=cfg.threads, image_size=cfg.image_size))
-        observation = sample_observations(backend.spec, None, 1)[0]
+        observation = sample_observations(backend.spec, None, 1, tasks=training_tasks(backend.source))[0]
         before = _in_process(backend, observation, cfg.requests, cfg.warmup)
         response = pack({"actions": backend.predict([observation])[0], "server_timing": {
             "infer_ms": 0.0, "queue_ms": 0.0, "batch_size": 1, "total_ms": 0.0}, "request_id": "0-0-0"})

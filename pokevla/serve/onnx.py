@@ -26,7 +26,8 @@ import torch
 
 from pokevla.common.errors import CheckpointError, PokeVLAError
 from pokevla.common.io import write_json_atomic
-from pokevla.serve.backend import checkpoint_metadata, file_sha256, observation_spec, sample_observations, stack
+from pokevla.serve.backend import (checkpoint_metadata, file_sha256, observation_spec, sample_observations, stack,
+                                   training_tasks)
 
 EXPORT_FORMAT = "pokevla-onnx/1"
 INPUTS = ("pixel_values", "input_ids", "attention_mask", "state")
@@ -68,8 +69,7 @@ def default_prompt_tokens(model, model_dir: Path) -> int:
     """The static prompt length: the training instructions' longest, with half again as margin
     (rounded up to 8), or DEFAULT_PROMPT_TOKENS when the checkpoint records none. Every padded
     position costs compute in the graph, so a fixed length far above the real prompts is slower."""
-    training = model_dir / "training.json"
-    tasks = json.loads(training.read_text()).get("data", {}).get("tasks") if training.is_file() else None
+    tasks = training_tasks(model_dir)
     if not tasks:
         return DEFAULT_PROMPT_TOKENS
     t = model.processor.fixed_width(1)
@@ -95,7 +95,7 @@ def export_onnx(cfg: ExportConfig, progress=print) -> dict:
         raise PokeVLAError(f"--prompt-tokens must be 1 to {budget} (llm.max_length {c.llm.max_length} minus the image, "
                            f"<SEG> and query tokens), got {prompt_tokens}")
     tokenize = model.processor.fixed_width(prompt_tokens)
-    observations = sample_observations(spec, cfg.dataset, cfg.parity_samples)
+    observations = sample_observations(spec, cfg.dataset, cfg.parity_samples, tasks=training_tasks(model_dir))
 
     def inputs(observation):
         batch = model.processor.inference(observation, "cpu", tokenize=tokenize)
@@ -159,7 +159,7 @@ class OnnxBackend:
         from pokevla.model.processor import Processor
         from pokevla.model.tokenizer import load_tokenizer, token_ids
 
-        self.folder = Path(folder)
+        self.folder = self.source = Path(folder)
         info_path = self.folder / "export.json"
         if not (self.folder / "model.onnx").is_file() or not info_path.is_file():
             raise CheckpointError(f"{self.folder} is not a `pokevla export onnx` folder (no model.onnx / export.json); "
