@@ -96,8 +96,9 @@ def test_an_evaluation_through_the_server_acts_exactly_as_in_process(tmp_path, c
     torch.manual_seed(0)
     PokeVLA(tiny, synthetic_stats(tiny)).save_pretrained(tmp_path / "ckpt")
     (tmp_path / "ckpt/training.json").write_text(json.dumps({"data": {"suite": "libero_object",
-                                                                      "render": {"resolution": 64, "fast_render": True}}}))
-    common = ["--suite", "libero_object", "--tasks", "2", "--trials", "2", "--resolution", "64", "--fast-render",
+                                                                      "render": {"resolution": 64, "fast_render": False}}}))
+    # stock render, as the other simulator tests of this process: one process renders in one mode
+    common = ["--suite", "libero_object", "--tasks", "2", "--trials", "2", "--resolution", "64",
               "--max-steps", "12", "--workers", "1", "--videos", "0", "--replan-steps", "4"]
     assert main(["eval", "--checkpoint", str(tmp_path / "ckpt"), *common, "--out", str(tmp_path / "local")]) == 0
     with ServerThread(TorchBackend(tmp_path / "ckpt"), ServerConfig(port=0)) as url:
