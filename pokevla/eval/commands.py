@@ -108,12 +108,9 @@ def _served_spec(args: argparse.Namespace):
     """The server's policy, after checking that it reads the images this evaluation renders."""
     from pokevla.common.errors import PokeVLAError
     from pokevla.eval.policy import PolicySpec
-    from pokevla.serve.client import ConnectError, PolicyClient
+    from pokevla.serve.client import ConnectError, PolicyClient, read_api_key
 
-    try:
-        api_key = open(args.api_key_file).read().strip() if args.api_key_file else None
-    except OSError as e:
-        raise PokeVLAError(f"cannot read --api-key-file {args.api_key_file}: {e.strerror}") from None
+    api_key = read_api_key(args.api_key_file) if args.api_key_file else None
     try:
         with PolicyClient(args.server, api_key=api_key, connect_retries=2) as client:
             meta = client.metadata

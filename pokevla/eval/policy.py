@@ -115,9 +115,9 @@ class ServedPolicy(_ChunkPolicy):
     """A checkpoint behind `pokevla serve`, reached through the robot-side client."""
 
     def __init__(self, url: str, replan_steps: int | None, ensemble_decay: float | None, api_key_file: str | None):
-        from pokevla.serve.client import PolicyClient
+        from pokevla.serve.client import PolicyClient, read_api_key
 
-        api_key = open(api_key_file).read().strip() if api_key_file else None
+        api_key = read_api_key(api_key_file) if api_key_file else None
         self.client = PolicyClient(url, api_key=api_key)
         meta = self.client.metadata
         self.observation_keys = list(meta["images"]) + [meta["state"]["key"]]

@@ -31,6 +31,20 @@ from pokevla.serve.protocol import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, pa
 _CONNECT_FLAGS = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
 
 
+def read_api_key(path: str) -> str:
+    """The key in the file `path` (surrounding whitespace dropped); one-line errors for a missing or
+    empty file. Shared by the server, the evaluator and robot code."""
+    from pokevla.common.errors import PokeVLAError
+
+    try:
+        key = open(path, encoding="utf-8").read().strip()
+    except OSError as e:
+        raise PokeVLAError(f"cannot read the API key file {path}: {e.strerror}") from None
+    if not key:
+        raise PokeVLAError(f"the API key file {path} is empty")
+    return key
+
+
 class ServerError(RuntimeError):
     """The server refused a request; `code` and `field` say why (see the protocol module)."""
 

@@ -76,21 +76,13 @@ def make_backend(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from pokevla.common.errors import PokeVLAError
+    from pokevla.serve.client import read_api_key
     from pokevla.serve.server import ServerConfig, run_server
 
     if args.max_batch < 1:
         raise PokeVLAError(f"--max-batch must be at least 1, got {args.max_batch}")
-    api_key = None
-    if args.api_key_file:
-        try:
-            api_key = Path(args.api_key_file).read_text().strip()
-        except OSError as e:
-            raise PokeVLAError(f"cannot read --api-key-file {args.api_key_file}: {e.strerror}") from None
-        if not api_key:
-            raise PokeVLAError(f"--api-key-file {args.api_key_file} is empty")
+    api_key = read_api_key(args.api_key_file) if args.api_key_file else None
     backend = make_backend(args)
     config = ServerConfig(host=args.host, port=args.port, max_batch=args.max_batch,
                           max_frame_bytes=int(args.max_frame_mb * (1 << 20)), api_key=api_key)

@@ -24,6 +24,7 @@ only marks encoded arrays (`EncodedArray`), and `decode_request` validates each 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,10 @@ def unpack_frame(frame: Any, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
         raise ProtocolError(f"not a msgpack message ({type(e).__name__})", code="bad_frame") from None
 
 
+def _dtype_of(value: EncodedArray) -> np.dtype:
+    return np.dtype(value.dtype if isinstance(value.dtype, str) else bytes(value.dtype).decode())
+
+
 def build_array(value: Any, field: str, dtypes: tuple[str, ...], shape: tuple[int | None, ...] | None = None,
                 max_elements: int = 1 << 24) -> np.ndarray:
     """Checks an `EncodedArray` (dtype one of `dtypes`, `shape` with None wildcards) and builds it.
@@ -113,7 +118,7 @@ def build_array(value: Any, field: str, dtypes: tuple[str, ...], shape: tuple[in
     if not isinstance(value, EncodedArray):
         raise ProtocolError(f"expected an array (msgpack-numpy map with __ndarray__), got {type(value).__name__}", field)
     try:
-        dtype = np.dtype(value.dtype if isinstance(value.dtype, str) else bytes(value.dtype).decode())
+        dtype = _dtype_of(value)
     except Exception:
         raise ProtocolError(f"unknown dtype {value.dtype!r}", field) from None
     if dtype.kind not in ALLOWED_KINDS or dtype.name not in dtypes:
@@ -140,7 +145,7 @@ def build_array(value: Any, field: str, dtypes: tuple[str, ...], shape: tuple[in
 def build_scalar_or_plain(value: Any) -> Any:
     """Response values: `EncodedArray` -> numpy (client side, trusted server), others unchanged."""
     if isinstance(value, EncodedArray):
-        dtype = np.dtype(value.dtype if isinstance(value.dtype, str) else bytes(value.dtype).decode())
+        dtype = _dtype_of(value)
         if dtype.kind not in ALLOWED_KINDS:
             raise ProtocolError(f"dtype {dtype} not accepted")
         if value.scalar:
@@ -166,6 +171,7 @@ class ObservationSpec:
     image_shape: tuple[int, int, int]  # (H, W, 3), the training render
     state_dim: int
 
+    @functools.cached_property
     def image_keys(self) -> dict[str, str]:
         """Request key -> view: PokeVLA's keys and, for the first two views, openpi's."""
         keys = {f"observation.images.{v}": v for v in self.views}
@@ -211,13 +217,13 @@ def decode_request(message: Any, spec: ObservationSpec) -> tuple[dict, Any]:
     if not isinstance(message, dict):
         raise ProtocolError(f"a request is a map of observation fields, got {type(message).__name__}")
     rid = _request_id(message)
-    known = set(spec.image_keys()) | {"observation.state", OPENPI_STATE_KEY, "task", OPENPI_PROMPT_KEY, "request_id"}
+    known = set(spec.image_keys) | {"observation.state", OPENPI_STATE_KEY, "task", OPENPI_PROMPT_KEY, "request_id"}
     unknown = sorted(str(k) for k in message if k not in known)
     if unknown:
         raise ProtocolError(f"unknown key {unknown[0]!r}; expected {sorted(known)}", unknown[0])
     observation: dict[str, Any] = {}
     for view in spec.views:
-        names = tuple(k for k, v in spec.image_keys().items() if v == view)
+        names = tuple(k for k, v in spec.image_keys.items() if v == view)
         key, value = _pick(message, names, f"observation.images.{view}")
         observation[f"observation.images.{view}"] = build_array(value, key, ("uint8",), spec.image_shape)
     key, value = _pick(message, ("observation.state", OPENPI_STATE_KEY), "observation.state")

@@ -54,15 +54,14 @@ def resume_point(run: Path, warn=print) -> tuple[Path | None, dict | None]:
     last = last_checkpoint(run)
     if last is None:
         return None, None
-    candidates = [last] + [c for c in reversed(complete_checkpoints(run)) if c.name < last.name]
-    for i, checkpoint in enumerate(candidates):
+    older = [c for c in reversed(complete_checkpoints(run)) if c.name < last.name]
+    for checkpoint, fallback in zip([last, *older], [*older, None]):
         try:
             return checkpoint, load_trainer_state(checkpoint)
         except CheckpointError as e:
-            if i == len(candidates) - 1:
+            if fallback is None:
                 raise
-            warn(f"warning: {e}; resuming from {candidates[i + 1].name} instead")
-    raise AssertionError("unreachable")
+            warn(f"warning: {e}; resuming from {fallback.name} instead")
 
 
 def save_checkpoint(run: Path, step: int, model, trainer_state: dict, keep: int) -> Path:

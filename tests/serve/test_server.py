@@ -46,6 +46,19 @@ def test_an_api_key_is_required_when_set(serve):
         assert client.infer(observation())["actions"].shape == (8, 7)
 
 
+def test_api_key_files_are_read_once_and_checked(tmp_path):
+    from pokevla.common.errors import PokeVLAError
+    from pokevla.serve.client import read_api_key
+
+    (tmp_path / "key").write_text("  secret\n")
+    assert read_api_key(str(tmp_path / "key")) == "secret"
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(PokeVLAError, match="is empty"):
+        read_api_key(str(tmp_path / "empty"))
+    with pytest.raises(PokeVLAError, match="cannot read the API key file"):
+        read_api_key(str(tmp_path / "missing"))
+
+
 def test_errors_are_structured_and_the_connection_stays_open(serve):
     url = serve()
     with PolicyClient(url) as client:
