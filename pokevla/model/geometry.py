@@ -43,16 +43,17 @@ def patch_points(depth: torch.Tensor, K: torch.Tensor, T: torch.Tensor,
     B, H, W = depth.shape
     v, u = torch.meshgrid(torch.arange(H, device=depth.device, dtype=torch.float32),
                           torch.arange(W, device=depth.device, dtype=torch.float32), indexing="ij")
-    pixels = torch.stack([u, v, torch.ones_like(u)], -1)  # (H, W, 3), pixel (u=col, v=row) ~ K @ p_cam
-    rays = torch.einsum("bij,hwj->bhwi", torch.linalg.inv(K.float()), pixels)  # z = 1
     ok = torch.isfinite(depth) & (depth > 0)
-    cam = rays * torch.where(ok, depth, 0.0).unsqueeze(-1)
-    base = torch.einsum("bij,bhwj->bhwi", T[:, :3, :3].float(), cam) + T[:, None, None, :3, 3].float()
+    d = torch.where(ok, depth, 0.0)
+    # p_base = R K^-1 (d [u, v, 1]) + t: one (3, 3) map per sample, applied channels-first
+    scaled = torch.stack([u * d, v * d, d], 1)  # (B, 3, H, W)
+    A = T[:, :3, :3].float() @ torch.linalg.inv(K.float())
     w = ok.float().unsqueeze(1)  # (B, 1, H, W)
-    x = base.permute(0, 3, 1, 2) * w  # (B, 3, H, W), zero where invalid
-    frac = F.adaptive_avg_pool2d(w, grid)
-    mean = F.adaptive_avg_pool2d(x, grid) / frac.clamp_min(1e-8)
-    sq = F.adaptive_avg_pool2d(x * x, grid) / frac.clamp_min(1e-8)
+    x = (torch.einsum("bij,bjhw->bihw", A, scaled) + T[:, :3, 3, None, None].float()) * w  # zero where invalid
+    pooled = F.adaptive_avg_pool2d(torch.cat([w, x, x * x], 1), grid)  # one pass over the 7 channels
+    frac = pooled[:, :1]
+    mean = pooled[:, 1:4] / frac.clamp_min(1e-8)
+    sq = pooled[:, 4:7] / frac.clamp_min(1e-8)
     std = (sq - mean * mean).clamp_min(0).sqrt()
     flat = lambda t: t.flatten(2).transpose(1, 2)
     return flat(mean), flat(std), flat(frac)[..., 0] > 0

@@ -1,9 +1,11 @@
-"""Language model: Qwen2 over [images | padding | prompt | <SEG> | action queries].
+"""Language model: Qwen2 over [images | padding | prompt | <SEG> | action queries], or with
+`llm.prompt_first` over [prompt | padding | images | <SEG> | action queries].
 
 The projected patch features, the `<SEG>` embedding and the action query embeddings are written at
 their placeholder positions (see `processor.py` for the layout); the last layer's hidden states at
 those positions are h_v, h_seg and h_q. The padding sits between the images and the prompt, so the
-positions of `<SEG>` and the queries are the same in every row and can be sliced, not gathered.
+positions of the images, `<SEG>` and the queries are the same in every row and can be sliced, not
+gathered; every padded position still has a real token before it to attend to.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class LanguageModel(nn.Module):
         # the embeddings of the added tokens live here, trainable even when the LLM is frozen or LoRA-tuned
         self.seg_embed = nn.Parameter(torch.randn(1, d) * 0.02)
         self.query_embed = nn.Parameter(torch.randn(cfg.num_queries, d) * 0.02)
+        self.prompt_first = cfg.prompt_first
 
     @property
     def hidden_size(self) -> int:
@@ -59,11 +62,17 @@ class LanguageModel(nn.Module):
         """image_tokens (B, M, d), input_ids / attention_mask (B, L) -> h_v (B, M, d), h_seg (B, d), h_q (B, Q, d)."""
         B, M, d = image_tokens.shape
         Q = self.query_embed.shape[0]
-        text = self.llm.get_input_embeddings()(input_ids[:, M:-Q - 1])
-        embeds = torch.cat([image_tokens.to(text.dtype), text, self.seg_embed.to(text.dtype).expand(B, 1, d),
-                            self.query_embed.to(text.dtype).expand(B, Q, d)], dim=1)
+        embed = self.llm.get_input_embeddings()
+        image_tokens = image_tokens.to(embed.weight.dtype)
+        if self.prompt_first:
+            parts = [embed(input_ids[:, :-M - Q - 1]), image_tokens]
+        else:
+            parts = [image_tokens, embed(input_ids[:, M:-Q - 1])]
+        embeds = torch.cat(parts + [self.seg_embed.to(image_tokens.dtype).expand(B, 1, d),
+                                    self.query_embed.to(image_tokens.dtype).expand(B, Q, d)], dim=1)
         # positions skip the padding, so a padded row sees the same positions as an unpadded one
         position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
         h = self.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                            use_cache=False).last_hidden_state
-        return h[:, :M], h[:, -Q - 1], h[:, -Q:]
+        h_v = h[:, -M - Q - 1:-Q - 1] if self.prompt_first else h[:, :M]
+        return h_v, h[:, -Q - 1], h[:, -Q:]

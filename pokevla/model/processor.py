@@ -6,9 +6,10 @@ each transform adds the model-side keys it produces and keeps the raw ones (the 
 reads raw depth and cameras):
 
     pixel_values   float32 (B, V, 3, S, S) in [0, 1]    (V views in `config.views` order)
-    input_ids      int64 (B, L)   [<image> x V*N | <pad>... | prompt | <SEG> | <ACT> x Q]
+    input_ids      int64 (B, L)   [<image> x V*N | <pad>... | prompt | <SEG> | <ACT> x Q], or with
+                                  `llm.prompt_first` [prompt | <pad>... | <image> x V*N | <SEG> | <ACT> x Q]
     attention_mask int64 (B, L)   0 on the padding, which sits between the images and the prompt so
-                                  <SEG> and the queries are always the last Q+1 positions
+                                  the images, <SEG> and the queries are always at the same positions
     state          float32 (B, D_state) normalised
     actions        float32 (B, T, D_action) normalised (training)
     action_pad     bool (B, T) (training)
@@ -248,8 +249,9 @@ class TokenizePrompt:
     """
 
     def __init__(self, tokenizer, ids: TokenIds, template: str, num_image_tokens: int, num_queries: int,
-                 max_length: int, pad_to: int | None = None):
+                 max_length: int, pad_to: int | None = None, prompt_first: bool = False):
         self.tokenizer, self.ids, self.template, self.pad_to = tokenizer, ids, template, pad_to
+        self.prompt_first = prompt_first
         self.num_image_tokens, self.num_queries, self.max_length = num_image_tokens, num_queries, max_length
         self.fixed = num_image_tokens + 1 + num_queries
         self.template_tokens = len(tokenizer(template.format(instruction=""), add_special_tokens=False)["input_ids"])
@@ -272,9 +274,13 @@ class TokenizePrompt:
         rows, masks = [], []
         for text in texts:
             pad = width - len(text)
-            rows.append([ids.image] * self.num_image_tokens + [ids.pad] * pad + text
-                        + [ids.seg] + [ids.action] * self.num_queries)
-            masks.append([1] * self.num_image_tokens + [0] * pad + [1] * (len(text) + 1 + self.num_queries))
+            images, tail = [ids.image] * self.num_image_tokens, [ids.seg] + [ids.action] * self.num_queries
+            if self.prompt_first:
+                rows.append(text + [ids.pad] * pad + images + tail)
+                masks.append([1] * len(text) + [0] * pad + [1] * (len(images) + len(tail)))
+            else:
+                rows.append(images + [ids.pad] * pad + text + tail)
+                masks.append([1] * len(images) + [0] * pad + [1] * (len(text) + len(tail)))
         device = batch["pixel_values"].device if "pixel_values" in batch else None
         return dict(batch, input_ids=torch.tensor(rows, dtype=torch.long, device=device),
                     attention_mask=torch.tensor(masks, dtype=torch.long, device=device))
@@ -290,13 +296,13 @@ class Processor:
         c = config
         # built once: it tokenises the template, and transforms are composed on every call
         self._tokenize = TokenizePrompt(tokenizer, ids, c.llm.prompt, len(c.views) * c.grid ** 2, c.llm.num_queries,
-                                        c.llm.max_length)
+                                        c.llm.max_length, prompt_first=c.llm.prompt_first)
 
     def fixed_width(self, prompt_tokens: int) -> TokenizePrompt:
         """The prompt tokeniser padding every prompt to `prompt_tokens` tokens (static shapes)."""
         t = self._tokenize
         return TokenizePrompt(t.tokenizer, t.ids, t.template, t.num_image_tokens, t.num_queries, t.max_length,
-                              pad_to=prompt_tokens)
+                              pad_to=prompt_tokens, prompt_first=t.prompt_first)
 
     def _common(self, device, training: bool, augment: bool, tokenize: Transform | None = None) -> list[Transform]:
         c = self.config

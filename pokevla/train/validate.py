@@ -50,17 +50,23 @@ def open_loop_metrics(model, dataset, batch_size: int = 32) -> dict[str, float]:
     Returns `val/l1_<d>` per action dim (normalised units, so dims compare), `val/l1_arm` (their
     mean over the arm dims), `val/gripper_acc` (sign agreement) and `val/gripper_acc_near_transition`
     (the same on frames within NEAR_TRANSITION of a gripper change: the rare decisions that matter).
+    With several tasks in the dataset, `val/l1_arm_other_task` is `val/l1_arm` with every frame's
+    instruction replaced by the next task's: about equal means the policy ignores the instruction,
+    and a multitask policy then goes to the same object whatever it is told.
     """
     was_training = model.training
     model.eval()
-    preds, targets = [], []
+    tasks = sorted(dataset.reader.tasks.values())
+    other = {t: tasks[(i + 1) % len(tasks)] for i, t in enumerate(tasks)} if len(tasks) > 1 else None
+    preds, swapped, targets = [], [], []
     for start in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         inputs = model.processor.training(batch, model.device, augment=False)
-        h_v, h_seg, h_q = model.encode(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
-        out = model.expert(h_v.flatten(1, 2), h_seg, h_q, inputs["state"]).float()[:, 0]
-        preds.append(out.cpu())
+        preds.append(_first_actions(model, inputs))
         targets.append(inputs["actions"][:, 0].float().cpu())
+        if other is not None:
+            told_other = dict(batch, task=[other[t] for t in batch["task"]])
+            swapped.append(_first_actions(model, model.processor.training(told_other, model.device, augment=False)))
     model.train(was_training)
     pred, target = torch.cat(preds).numpy(), torch.cat(targets).numpy()
     arm = np.abs(pred[:, :-1] - target[:, :-1]).mean(0)
@@ -72,4 +78,12 @@ def open_loop_metrics(model, dataset, batch_size: int = 32) -> dict[str, float]:
     metrics["val/gripper_acc"] = float(gripper_ok.mean())
     if near.any():
         metrics["val/gripper_acc_near_transition"] = float(gripper_ok[near].mean())
+    if swapped:
+        metrics["val/l1_arm_other_task"] = float(np.abs(torch.cat(swapped).numpy()[:, :-1] - target[:, :-1]).mean())
     return metrics
+
+
+def _first_actions(model, inputs: dict) -> torch.Tensor:
+    """Processed inputs -> the model's normalised first action of each chunk (B, D_action), on the CPU."""
+    h_v, h_seg, h_q = model.encode(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
+    return model.expert(h_v.flatten(1, 2), h_seg, h_q, inputs["state"]).float()[:, 0].cpu()

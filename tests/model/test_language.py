@@ -12,28 +12,34 @@ from pokevla.model.tokenizer import PLACEHOLDERS, byte_tokenizer, load_tokenizer
 from .conftest import override
 
 
-def test_loaded_language_model_matches_transformers(make_model, tiny, hf_checkpoints):
-    model = make_model(override(tiny, {"llm.path": hf_checkpoints["qwen2"]}))
+@pytest.mark.parametrize("prompt_first", [False, True])
+def test_loaded_language_model_matches_transformers(make_model, tiny, hf_checkpoints, prompt_first):
+    model = make_model(override(tiny, {"llm.path": hf_checkpoints["qwen2"], "llm.prompt_first": prompt_first}))
     assert (model.config.llm.hidden_size, model.config.llm.rope_theta) == (64, 5000.0)
     reference = Qwen2ForCausalLM.from_pretrained(hf_checkpoints["qwen2"]).eval()
     ids = torch.randint(0, 300, (2, 12))
     with torch.no_grad():
         torch.testing.assert_close(model.language.llm(input_ids=ids).logits, reference(input_ids=ids).logits)
 
-    # through our forward: images, a padded prompt, <SEG> and the queries
+    # through our forward: images and a padded prompt (in the configured order), <SEG> and the queries
     B, M, Q, d = 2, 5, tiny.llm.num_queries, 64
     image_tokens = torch.randn(B, M, d)
     text = torch.randint(0, 300, (B, 7))
-    ids = torch.cat([torch.zeros(B, M, dtype=torch.long), text, torch.zeros(B, 1 + Q, dtype=torch.long)], 1)
+    placeholders = torch.zeros(B, M, dtype=torch.long)
+    first, second = (text, placeholders) if prompt_first else (placeholders, text)
+    ids = torch.cat([first, second, torch.zeros(B, 1 + Q, dtype=torch.long)], 1)
     mask = torch.ones_like(ids)
-    mask[0, M:M + 3] = 0
+    padding = slice(4, 7) if prompt_first else slice(M, M + 3)  # between the prompt and the images
+    mask[0, padding] = 0
     with torch.no_grad():
         h_v, h_seg, h_q = model.language(image_tokens, ids, mask)
-        embeds = torch.cat([image_tokens, reference.get_input_embeddings()(text),
-                            model.language.seg_embed.expand(B, 1, d), model.language.query_embed.expand(B, Q, d)], 1)
+        words = reference.get_input_embeddings()(text)
+        first, second = (words, image_tokens) if prompt_first else (image_tokens, words)
+        embeds = torch.cat([first, second, model.language.seg_embed.expand(B, 1, d),
+                            model.language.query_embed.expand(B, Q, d)], 1)
         hidden = reference(inputs_embeds=embeds, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0),
                            output_hidden_states=True).hidden_states[-1]
-    torch.testing.assert_close(h_v, hidden[:, :M])
+    torch.testing.assert_close(h_v, hidden[:, 7:7 + M] if prompt_first else hidden[:, :M])
     torch.testing.assert_close(h_seg, hidden[:, -Q - 1])
     torch.testing.assert_close(h_q, hidden[:, -Q:])
 

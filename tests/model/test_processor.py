@@ -11,24 +11,31 @@ from pokevla.model.synthetic import synthetic_batch
 from .conftest import override
 
 
-def test_prompt_layout_puts_padding_between_images_and_prompt(make_model, tiny):
-    model = make_model()
-    batch = synthetic_batch(tiny, 2, training=False)
+@pytest.mark.parametrize("prompt_first", [False, True])
+def test_prompt_layout_puts_padding_between_images_and_prompt(make_model, tiny, prompt_first):
+    cfg = override(tiny, {"llm.prompt_first": prompt_first})
+    model = make_model(cfg)
+    batch = synthetic_batch(cfg, 2, training=False)
     batch["task"] = ["go", "put the black bowl on the plate"]
     x = model.processor.inference(batch)
     ids, mask, t = x["input_ids"], x["attention_mask"], model.token_ids
-    M, Q = len(tiny.views) * tiny.grid ** 2, tiny.llm.num_queries
-    assert (ids[:, :M] == t.image).all() and (ids[:, -Q - 1] == t.seg).all() and (ids[:, -Q:] == t.action).all()
+    M, Q = len(cfg.views) * cfg.grid ** 2, cfg.llm.num_queries
+    images = slice(-M - Q - 1, -Q - 1) if prompt_first else slice(0, M)
+    prompt = slice(0, ids.shape[1] - M - Q - 1) if prompt_first else slice(M, -Q - 1)
+    assert (ids[:, images] == t.image).all() and (ids[:, -Q - 1] == t.seg).all() and (ids[:, -Q:] == t.action).all()
     pad = int((mask[0] == 0).sum())
     assert pad > 0 and (mask[1] == 1).all()
-    assert (mask[0, M:M + pad] == 0).all() and (ids[0, M:M + pad] == t.pad).all()
-    text = model.tokenizer.decode(ids[1, M:-Q - 1])
-    assert text == tiny.llm.prompt.format(instruction="put the black bowl on the plate")
+    padding = slice(prompt.stop - pad, prompt.stop) if prompt_first else slice(M, M + pad)
+    assert (mask[0, padding] == 0).all() and (ids[0, padding] == t.pad).all()
+    text = model.tokenizer.decode(ids[1, prompt])
+    assert text == cfg.llm.prompt.format(instruction="put the black bowl on the plate")
 
 
-def test_padding_does_not_change_a_sample(make_model, tiny):
-    model = make_model().eval()
-    batch = synthetic_batch(tiny, 2, training=False)
+@pytest.mark.parametrize("prompt_first", [False, True])
+def test_padding_does_not_change_a_sample(make_model, tiny, prompt_first):
+    cfg = override(tiny, {"llm.prompt_first": prompt_first})
+    model = make_model(cfg).eval()
+    batch = synthetic_batch(cfg, 2, training=False)
     batch["task"] = ["go", "put the black bowl on the plate and then open the drawer"]
     alone = {k: v[:1] for k, v in batch.items()}
     torch.testing.assert_close(model.predict_action_chunk(batch)[:1], model.predict_action_chunk(alone),
