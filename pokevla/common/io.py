@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -62,6 +63,7 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     it; the job that owned the torn line redoes that work on its rerun.
     """
     line = (json.dumps(record) + "\n").encode("utf-8")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # a first record may come before any other file
     with open(path, "ab+") as f:
         _cut_torn_tail(f)
         f.write(line)
@@ -123,7 +125,8 @@ def hold_dir(path: str | os.PathLike, what: str = "--out") -> Path:
     """Takes `path/.lock` (an advisory `flock`) for the rest of this process, so a second pokevla
     process working in the same directory is refused at once instead of writing every record twice.
     Re-entrant within a process (a resumed run in the same process holds it already); the lock dies
-    with the process, so a killed run never leaves a stale one."""
+    with the process, so a killed run never leaves a stale one. Taking it removes the half-written
+    temporaries (`.NAME.*.tmp`, files or checkpoint folders) a killed run left anywhere below `path`."""
     import fcntl
 
     from pokevla.common.errors import PokeVLAError
@@ -142,6 +145,12 @@ def hold_dir(path: str | os.PathLike, what: str = "--out") -> Path:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[path] = fd
+    # with the lock held nobody else writes here: temporaries of `atomic_path` are a killed run's
+    for stale in sorted(path.rglob(".*.tmp")):  # files, and folders of a checkpoint being saved
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     return path
 
 

@@ -11,6 +11,8 @@ interrupted run continues where it stopped when the same command is run again.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import math
 import time
@@ -159,18 +161,22 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
                      for i in range(min(budget, math.ceil(deficit * 1.25)))]
         if not jobs:
             break
-        for result in map_unordered(run_attempt, jobs, config.workers, config.cluster):
-            t = result["task_id"]
-            attempted[t].add(result["seed"])
-            if result["success"] and done[t] < config.episodes_per_task:
-                _write_episode(writer, root, tasks[t], result)
-                done[t] += 1
-                new_episodes += 1
-                bar.update(1)
-            elif not result["success"]:
-                failures += 1
-            append_jsonl(journal, {k: result[k] for k in ("task_id", "seed", "success", "num_steps")})
-            bar.set_postfix(failed=failures)
+        # spare attempts cover failures; once every task has its episodes they are cancelled, not run
+        with contextlib.closing(map_unordered(run_attempt, jobs, config.workers, config.cluster)) as results:
+            for result in results:
+                t = result["task_id"]
+                attempted[t].add(result["seed"])
+                if result["success"] and done[t] < config.episodes_per_task:
+                    _write_episode(writer, root, tasks[t], result)
+                    done[t] += 1
+                    new_episodes += 1
+                    bar.update(1)
+                elif not result["success"]:
+                    failures += 1
+                append_jsonl(journal, {k: result[k] for k in ("task_id", "seed", "success", "num_steps")})
+                bar.set_postfix(failed=failures)
+                if all(n >= config.episodes_per_task for n in done.values()):
+                    break
     bar.close()
     elapsed = time.perf_counter() - t_start
     short = {t: n for t, n in done.items() if n < config.episodes_per_task}

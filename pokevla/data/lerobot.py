@@ -29,6 +29,8 @@ from pokevla.common.io import atomic_path, write_json_atomic
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+INFO_FIELDS = ("codebase_version", "robot_type", "total_episodes", "total_frames", "total_tasks", "chunks_size",
+               "data_files_size_in_mb", "video_files_size_in_mb", "fps", "splits", "data_path", "video_path", "features")
 EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
@@ -134,6 +136,10 @@ class DatasetWriter:
             info = json.loads(info_path.read_text())
             if info.get("features") != self.features:
                 raise DatasetError(f"{self.root} holds a dataset with other features; use a new --out directory")
+            # what an earlier run recorded beside the format's own fields (the generator's settings) is kept
+            for key, value in info.items():
+                if key not in INFO_FIELDS:
+                    self.extra_info.setdefault(key, value)
         for path in sorted((self.root / "data").glob("chunk-*/file-*.parquet")):
             chunk, file = int(path.parent.name[6:]), int(path.stem[5:])
             index = chunk * CHUNKS_SIZE + file
@@ -148,6 +154,10 @@ class DatasetWriter:
         indices = [e.episode_index for e in self.episodes]
         if indices != list(range(len(indices))):
             raise DatasetError(f"{self.root}: episode files are not numbered 0..{len(indices) - 1}; the dataset is damaged")
+        # a run killed between an episode's data file and the metadata: the files are the truth
+        counts = (len(self.episodes), sum(e.length for e in self.episodes))
+        if self.episodes and (not info_path.exists() or (info.get("total_episodes"), info.get("total_frames")) != counts):
+            self.write_metadata()
 
     @property
     def tasks(self) -> list[str]:

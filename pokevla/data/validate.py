@@ -91,6 +91,14 @@ def validate_dataset(root: str | Path, decode_all: bool = False) -> list[str]:
         problems += _check_images(table.filter(pa.array(rows)), features, name, decode_all)
     if next_index != info["total_frames"]:
         problems.append(f"info.json counts {info['total_frames']} frames, the episodes cover {next_index}")
+    listed = {info["data_path"].format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"])
+              for ep in episodes}
+    unlisted = sorted(str(f.relative_to(root)) for f in (root / "data").glob("chunk-*/*.parquet")
+                      if str(f.relative_to(root)) not in listed)
+    if unlisted:
+        problems.append(f"{len(unlisted)} data file(s) are not in the metadata ({', '.join(unlisted[:3])}"
+                        f"{', ...' if len(unlisted) > 3 else ''}): a run stopped before writing it; rerun the same "
+                        "generate command to reconcile, or delete the file(s)")
     problems += _check_stats(root, features)
     return problems
 

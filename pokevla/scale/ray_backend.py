@@ -84,18 +84,22 @@ def ray_map_unordered(fn: Callable[[J], R], jobs: Iterable[J], max_in_flight: in
         in_flight[task.remote(fn_ref, job)] = job
         if len(in_flight) >= limit:
             break
-    while in_flight:
-        (done,), _ = ray.wait(list(in_flight), num_returns=1)
-        in_flight.pop(done)
-        try:
-            result = ray.get(done)
-        except ray.exceptions.RayTaskError as e:  # the episode's own exception, re-raised as its own type
-            raise e.as_instanceof_cause() from None
-        except ray.exceptions.RayError as e:  # lost after all retries, or a worker that cannot start
-            raise PokeVLAError(f"a Ray task failed after {RETRIES} retries ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:200]}); check that every node has pokevla installed and "
-                               f"can render (finished episodes are kept: rerun to resume)") from None
-        yield result
-        following = next(pending, _NO_JOB)
-        if following is not _NO_JOB:
-            in_flight[task.remote(fn_ref, following)] = following
+    try:
+        while in_flight:
+            (done,), _ = ray.wait(list(in_flight), num_returns=1)
+            in_flight.pop(done)
+            try:
+                result = ray.get(done)
+            except ray.exceptions.RayTaskError as e:  # the episode's own exception, re-raised as its own type
+                raise e.as_instanceof_cause() from None
+            except ray.exceptions.RayError as e:  # lost after all retries, or a worker that cannot start
+                raise PokeVLAError(f"a Ray task failed after {RETRIES} retries ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:200]}); check that every node has pokevla installed and "
+                                   f"can render (finished episodes are kept: rerun to resume)") from None
+            yield result
+            following = next(pending, _NO_JOB)
+            if following is not _NO_JOB:
+                in_flight[task.remote(fn_ref, following)] = following
+    finally:  # a consumer that stops early (generation has its episodes) leaves no work running
+        for ref in in_flight:
+            ray.cancel(ref, force=True)

@@ -12,6 +12,7 @@ import atexit
 import gc
 import multiprocessing as mp
 import os
+import sys
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from pokevla.scale import LOCAL, Cluster
@@ -49,6 +50,25 @@ def cached_env(config: EnvConfig) -> LiberoEnv:
 def _init_worker() -> None:
     # llvmpipe would otherwise start one raster thread per core in every worker.
     os.environ.setdefault("LP_NUM_THREADS", "1")
+    _stop_with_parent()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _stop_with_parent() -> None:
+    """Asks Linux to send this worker SIGTERM when its parent dies: a killed `pokevla eval` or
+    `generate` leaves no worker finishing an episode nobody will journal (elsewhere a worker
+    stops at its next job, when the pool's pipe is gone)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def map_unordered(fn: Callable[[J], R], jobs: Iterable[J], workers: int, cluster: Cluster = LOCAL) -> Iterator[R]:

@@ -50,3 +50,16 @@ def test_a_directory_is_held_by_one_process(tmp_path):
     assert other.returncode == 3 and "is in use by another pokevla process" in other.stdout
     assert _hold_in_another_process(tmp_path / "elsewhere").returncode == 0
     assert _hold_in_another_process(tmp_path / "elsewhere").returncode == 0  # its holder exited: no stale lock
+
+
+def test_taking_a_directory_removes_a_killed_runs_temporaries(tmp_path):
+    out = tmp_path / "out"
+    (out / "meta").mkdir(parents=True)
+    stale = [out / ".results.json.k2j3.tmp", out / "meta" / ".info.json.x9.tmp", out / ".step_0000500.a1.tmp"]
+    kept = [out / "results.json", out / "meta" / "notes.tmp", out / ".lock-free"]
+    for f in stale[:2] + kept:
+        f.write_text("x")
+    (stale[2] / "model.safetensors").parent.mkdir()  # a checkpoint folder killed while being written
+    (stale[2] / "model.safetensors").write_text("x")
+    hold_dir(out)
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in kept)

@@ -68,6 +68,27 @@ def test_writer_resumes(dataset):
     assert validate_dataset(root) == []
 
 
+def test_metadata_is_reconciled_with_data_files_after_a_kill(tmp_path, make_dataset):
+    """A run killed after an episode's data file but before the metadata: validate names the file,
+    and reopening the writer (the rerun of the same command) brings the metadata up to date."""
+    root, _ = make_dataset(tmp_path / "ds", [5, 3, 4], ["pick the bowl", "open the drawer", "pick the bowl"],
+                           resolution=RES, extra={"pokevla": {"generator": {"seed": 0}}})
+    meta = {p: p.read_bytes() for p in (root / "meta").rglob("*") if p.is_file()}
+    writer = DatasetWriter(root, demo_features(RES), fps=20, robot_type="panda")
+    writer.add_episode(synthetic_episode(2, 9, RES), task="turn on the stove")
+    for path, data in meta.items():  # the metadata as it was before the 4th episode
+        path.write_bytes(data)
+    problems = validate_dataset(root)
+    assert len(problems) == 1 and "1 data file(s) are not in the metadata (data/chunk-000/file-003.parquet)" in problems[0]
+    assert len(DatasetReader(root)) == 12
+
+    assert len(DatasetWriter(root, demo_features(RES), fps=20, robot_type="panda").episodes) == 4
+    info = json.loads((root / "meta/info.json").read_text())
+    assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (4, 14, 3)
+    assert info["pokevla"] == {"generator": {"seed": 0}}  # the generator's record is kept
+    assert len(DatasetReader(root)) == 14 and validate_dataset(root) == []
+
+
 def test_writer_refuses_other_features(dataset):
     root, _, _ = dataset
     with pytest.raises(DatasetError, match="other features"):
