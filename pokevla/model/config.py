@@ -63,8 +63,13 @@ class LLMConfig:
     max_length: int = field(default=1024, metadata={"help": "context in tokens: images + prompt + <SEG> + queries"})
     num_queries: int = field(default=64, metadata={"help": "action query tokens appended to the prompt"})
     prompt: str = "In: What action should the robot take to {instruction}?\nOut:"
+    # With images first a causal LM's visual states never see the instruction, and the expert must find
+    # the named object through h_seg and the queries alone. Measured on object3 (docs/benchmarks.md):
+    # prompt first 74.7% at step 6000, images first went to the wrong object at step 3000; on the
+    # single-task quickstart images first gave 5/10, prompt first 0/10. Not an A/B at equal steps yet.
     prompt_first: bool = field(default=False, metadata={"help": "put the prompt before the image tokens, so the causal LM's "
-                                                         "visual states h_v read the instruction (default: LLaVA's images first)"})
+                                                         "visual states h_v read the instruction (for multitask "
+                                                         "models trained from scratch; default: LLaVA's images first)"})
     finetune: Finetune = "full"
 
 
@@ -199,11 +204,7 @@ def tiny() -> PokeVLAConfig:
         vision=VisionConfig(image_size=96, dinov2=vit, siglip=dataclasses.replace(vit), stem_channels=(16, 32, 64)),
         # vocab 258 = 256 bytes + <eos> + <pad> of the built-in byte tokenizer
         llm=LLMConfig(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
-                      vocab_size=258, rope_theta=10000.0, max_length=384, num_queries=8, prompt="{instruction}",
-                      # with images first, a causal LM's visual states never see the instruction, and the expert
-                      # must find the named object through one goal token: a multitask model trained from
-                      # scratch then grasps whichever object (object3: 0/36 at step 3000)
-                      prompt_first=True),
+                      vocab_size=258, rope_theta=10000.0, max_length=384, num_queries=8, prompt="{instruction}"),
         seg=SegmentationConfig(dim=32, depth=1, num_heads=2, mlp_dim=64),
         geometry=GeometryConfig(dim=32),
         expert=ExpertConfig(dim=128, num_layers=2, num_heads=4, gripper="logit"),
