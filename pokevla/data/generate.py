@@ -12,7 +12,6 @@ interrupted run continues where it stopped when the same command is run again.
 from __future__ import annotations
 
 import contextlib
-
 import json
 import math
 import time
@@ -147,7 +146,10 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
     bar = tqdm(total=needed, desc=f"demos {config.suite}", unit="ep", disable=not progress)
     t_start, new_episodes, failures = time.perf_counter(), 0, 0
     while True:
-        jobs = []
+        # Each task's needed attempts first, then its spares (25%, for failures), so spares only run at
+        # the end and are cancelled once every task has its episodes; within each part jobs stay
+        # sorted by task, which lets a worker reuse its environment.
+        needed_jobs, spare_jobs = [], []
         for t in tasks:
             deficit = config.episodes_per_task - done[t]
             if deficit <= 0:
@@ -156,12 +158,14 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
             if budget <= 0:
                 continue
             next_seed = max(attempted[t], default=-1) + 1
-            jobs += [Attempt(config.suite, t, next_seed + i, config.resolution, config.fast_render, config.seed,
-                             config.action_noise, config.init_joint_noise)
-                     for i in range(min(budget, math.ceil(deficit * 1.25)))]
+            attempts = [Attempt(config.suite, t, next_seed + i, config.resolution, config.fast_render, config.seed,
+                                config.action_noise, config.init_joint_noise)
+                        for i in range(min(budget, math.ceil(deficit * 1.25)))]
+            needed_jobs += attempts[:deficit]
+            spare_jobs += attempts[deficit:]
+        jobs = needed_jobs + spare_jobs
         if not jobs:
             break
-        # spare attempts cover failures; once every task has its episodes they are cancelled, not run
         with contextlib.closing(map_unordered(run_attempt, jobs, config.workers, config.cluster)) as results:
             for result in results:
                 t = result["task_id"]

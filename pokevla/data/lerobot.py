@@ -132,8 +132,8 @@ class DatasetWriter:
     def _scan_existing(self) -> None:
         """Rebuilds the episode list from the data files (metadata may be stale after a crash)."""
         info_path = self.root / "meta/info.json"
-        if info_path.exists():
-            info = json.loads(info_path.read_text())
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        if info:
             if info.get("features") != self.features:
                 raise DatasetError(f"{self.root} holds a dataset with other features; use a new --out directory")
             # what an earlier run recorded beside the format's own fields (the generator's settings) is kept
@@ -156,7 +156,7 @@ class DatasetWriter:
             raise DatasetError(f"{self.root}: episode files are not numbered 0..{len(indices) - 1}; the dataset is damaged")
         # a run killed between an episode's data file and the metadata: the files are the truth
         counts = (len(self.episodes), sum(e.length for e in self.episodes))
-        if self.episodes and (not info_path.exists() or (info.get("total_episodes"), info.get("total_frames")) != counts):
+        if self.episodes and (info.get("total_episodes"), info.get("total_frames")) != counts:
             self.write_metadata()
 
     @property

@@ -298,6 +298,11 @@ class Processor:
         self._tokenize = TokenizePrompt(tokenizer, ids, c.llm.prompt, len(c.views) * c.grid ** 2, c.llm.num_queries,
                                         c.llm.max_length, prompt_first=c.llm.prompt_first)
 
+    def tokenize(self, batch: Batch) -> Batch:
+        """`batch` with `task` -> the same with this model's `input_ids` and `attention_mask` (the
+        prompt alone: processed inputs told another instruction need nothing else redone)."""
+        return self._tokenize(batch)
+
     def fixed_width(self, prompt_tokens: int) -> TokenizePrompt:
         """The prompt tokeniser padding every prompt to `prompt_tokens` tokens (static shapes)."""
         t = self._tokenize

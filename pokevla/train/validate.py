@@ -65,8 +65,8 @@ def open_loop_metrics(model, dataset, batch_size: int = 32) -> dict[str, float]:
         preds.append(_first_actions(model, inputs))
         targets.append(inputs["actions"][:, 0].float().cpu())
         if other is not None:
-            told_other = dict(batch, task=[other[t] for t in batch["task"]])
-            swapped.append(_first_actions(model, model.processor.training(told_other, model.device, augment=False)))
+            told_other = model.processor.tokenize(dict(inputs, task=[other[t] for t in batch["task"]]))
+            swapped.append(_first_actions(model, told_other))
     model.train(was_training)
     pred, target = torch.cat(preds).numpy(), torch.cat(targets).numpy()
     arm = np.abs(pred[:, :-1] - target[:, :-1]).mean(0)
@@ -85,5 +85,5 @@ def open_loop_metrics(model, dataset, batch_size: int = 32) -> dict[str, float]:
 
 def _first_actions(model, inputs: dict) -> torch.Tensor:
     """Processed inputs -> the model's normalised first action of each chunk (B, D_action), on the CPU."""
-    h_v, h_seg, h_q = model.encode(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
-    return model.expert(h_v.flatten(1, 2), h_seg, h_q, inputs["state"]).float()[:, 0].cpu()
+    return model.infer(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"],
+                       inputs["state"]).float()[:, 0].cpu()

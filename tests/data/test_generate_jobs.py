@@ -21,8 +21,9 @@ def test_spare_attempts_are_cancelled_once_every_task_has_its_episodes(tmp_path,
     monkeypatch.setattr(parallel, "map_unordered", fake_map)
     monkeypatch.setattr(generate, "_write_episode", lambda writer, root, task, result: None)
     out = tmp_path / "demos"
-    generate_demos(GenerateConfig(suite="libero_object", task_ids=(0,), episodes_per_task=4, out=str(out),
+    generate_demos(GenerateConfig(suite="libero_object", task_ids=(0, 1), episodes_per_task=4, out=str(out),
                                   resolution=32, workers=2), progress=False)
-    assert len(offered) == 5  # 25% spare attempts for failures
-    assert len(run) == 4 and closed == [True]  # every attempt succeeded: the spare one never ran
-    assert len(read_jsonl(out / "meta/pokevla_attempts.jsonl")) == 4
+    # every task's needed attempts first, then the 25% spares for failures
+    assert [job.task_id for job in offered] == [0] * 4 + [1] * 4 + [0, 1]
+    assert len(run) == 8 and closed == [True]  # every attempt succeeded: no spare ever ran
+    assert len(read_jsonl(out / "meta/pokevla_attempts.jsonl")) == 8
