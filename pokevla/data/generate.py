@@ -146,24 +146,21 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
     bar = tqdm(total=needed, desc=f"demos {config.suite}", unit="ep", disable=not progress)
     t_start, new_episodes, failures = time.perf_counter(), 0, 0
     while True:
-        # Each task's needed attempts first, then its spares (25%, for failures), so spares only run at
-        # the end and are cancelled once every task has its episodes; within each part jobs stay
-        # sorted by task, which lets a worker reuse its environment.
-        needed_jobs, spare_jobs = [], []
+        # A round offers each unfinished task as many attempts as its success rate so far says it needs:
+        # a worker pool runs every job it is given, so an attempt queued for a task that is then complete
+        # would be wasted. Failures are made up in the next round. Jobs stay sorted by task, which lets a
+        # worker reuse its environment.
+        jobs = []
         for t in tasks:
             deficit = config.episodes_per_task - done[t]
-            if deficit <= 0:
-                continue
             budget = MAX_ATTEMPTS_PER_EPISODE * config.episodes_per_task - len(attempted[t])
-            if budget <= 0:
+            if deficit <= 0 or budget <= 0:
                 continue
+            success_rate = done[t] / len(attempted[t]) if attempted[t] else 1.0
+            count = min(budget, math.ceil(deficit / max(success_rate, 1 / MAX_ATTEMPTS_PER_EPISODE)))
             next_seed = max(attempted[t], default=-1) + 1
-            attempts = [Attempt(config.suite, t, next_seed + i, config.resolution, config.fast_render, config.seed,
-                                config.action_noise, config.init_joint_noise)
-                        for i in range(min(budget, math.ceil(deficit * 1.25)))]
-            needed_jobs += attempts[:deficit]
-            spare_jobs += attempts[deficit:]
-        jobs = needed_jobs + spare_jobs
+            jobs += [Attempt(config.suite, t, next_seed + i, config.resolution, config.fast_render, config.seed,
+                             config.action_noise, config.init_joint_noise) for i in range(count)]
         if not jobs:
             break
         with contextlib.closing(map_unordered(run_attempt, jobs, config.workers, config.cluster)) as results:

@@ -28,6 +28,8 @@ class TrainConfig:
     save_every: int = 500
     keep_checkpoints: int = field(default=2, metadata={"help": "most recent checkpoints kept (the final one always)"})
     log_every: int = 10
+    transition_window: int = field(default=0, metadata={"help": "frames either side of a gripper open/close change that are drawn transition_repeats times per epoch (0: every frame once)"})
+    transition_repeats: int = field(default=3, metadata={"help": "draws per epoch of a frame within transition_window of a gripper change"})
     color_jitter: float = field(default=0.2, metadata={"help": "brightness/contrast/saturation jitter strength; 0 disables"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA (ignored on CPU)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
@@ -38,7 +40,8 @@ class TrainConfig:
         from pokevla.common.errors import ConfigError
 
         at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "val_every": 1, "save_every": 1,
-                    "keep_checkpoints": 1, "log_every": 1, "loader_workers": 0, "val_episodes": 0, "threads": 0}
+                    "keep_checkpoints": 1, "log_every": 1, "loader_workers": 0, "val_episodes": 0, "threads": 0,
+                    "transition_window": 0, "transition_repeats": 1}
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")

@@ -3,7 +3,9 @@
 A sample is one frame: both camera images, the state, the instruction and the chunk of the next T
 actions (padded past the episode's end), plus the goal masks, depth and camera matrices when the
 segmentation / geometry losses need them. `EpochSampler` gives every run the same data order from a
-seed and can start mid-stream, so a resumed run continues the exact sequence it stopped in.
+seed and can start mid-stream, so a resumed run continues the exact sequence it stopped in; it can
+draw some frames more than once per epoch (the frames around gripper changes, where the rare decisions
+are).
 """
 
 from __future__ import annotations
@@ -91,23 +93,40 @@ def dataset_stats(reader: DatasetReader) -> dict:
     return {key: quantile_stats(reader.get(key, frames)) for key in ("observation.state", "action")}
 
 
+def near_transitions(gripper: np.ndarray, episode_ends: np.ndarray, radius: int) -> np.ndarray:
+    """gripper (N,) commands of consecutive frames -> bool (N,): within `radius` frames of a sign change
+    inside the same episode (`episode_ends`: True on each episode's last frame)."""
+    sign = gripper > 0
+    episode = np.concatenate([[0], np.cumsum(episode_ends[:-1])])
+    change = np.zeros(len(sign), dtype=bool)
+    change[1:] = (sign[1:] != sign[:-1]) & (episode[1:] == episode[:-1])
+    near = np.zeros(len(sign), dtype=bool)
+    for i in np.flatnonzero(change):
+        lo, hi = max(0, i - radius), min(len(sign), i + radius)
+        near[lo:hi] |= episode[lo:hi] == episode[i]
+    return near
+
+
 class EpochSampler(Sampler[int]):
     """Endless stream of per-epoch permutations (seed + epoch), from sample position `start`.
 
-    With `world_size` > 1 (DDP) each rank takes every world_size-th index of the same stream.
+    `repeats` (size,) draws sample i that many times per epoch (default once). With `world_size` > 1
+    (DDP) each rank takes every world_size-th index of the same stream.
     """
 
-    def __init__(self, size: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, size: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1,
+                 repeats: np.ndarray | None = None):
         if size == 0:
             raise DatasetError("the dataset has no frames")
-        self.size, self.seed, self.start, self.rank, self.world_size = size, seed, start, rank, world_size
+        self.pool = np.arange(size) if repeats is None else np.repeat(np.arange(size), repeats)
+        self.seed, self.start, self.rank, self.world_size = seed, start, rank, world_size
 
     def __iter__(self) -> Iterator[int]:
         position = self.start
         while True:
-            epoch, offset = divmod(position, self.size)
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
-            for i in order[offset:]:
+            epoch, offset = divmod(position, len(self.pool))
+            order = torch.randperm(len(self.pool), generator=torch.Generator().manual_seed(self.seed + epoch))
+            for i in self.pool[order.numpy()][offset:].tolist():
                 if position % self.world_size == self.rank:
                     yield i
                 position += 1

@@ -29,7 +29,8 @@ from pokevla.data.coverage import coverage_warning
 from pokevla.model.normalize import normalisation_warning
 from pokevla.train import checkpoints as ckpt
 from pokevla.train.config import TrainConfig
-from pokevla.train.data import EpochSampler, FrameDataset, collate, dataset_stats, parse_feature_map, required_features
+from pokevla.train.data import (EpochSampler, FrameDataset, collate, dataset_stats, near_transitions, parse_feature_map,
+                                required_features)
 from pokevla.train.validate import CHECKPOINT_RULE, open_loop_metrics, split_episodes
 
 
@@ -144,7 +145,15 @@ def train(train_cfg: TrainConfig, model_cfg, resume: bool, progress: bool = True
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None,
                                                         find_unused_parameters=True)
     per_step = train_cfg.effective_batch * world
-    sampler = EpochSampler(len(dataset), train_cfg.seed, start=step * per_step, rank=rank, world_size=world)
+    repeats = None
+    if train_cfg.transition_window:
+        gripper = reader.get("action", dataset.frames)[:, -1]
+        near = near_transitions(gripper, dataset.episode_ends(), train_cfg.transition_window)
+        repeats = np.where(near, train_cfg.transition_repeats, 1)
+        if rank == 0:
+            print(f"{int(near.sum())} of {len(near)} training frames lie within {train_cfg.transition_window} of a gripper "
+                  f"change: each drawn {train_cfg.transition_repeats}x per epoch")
+    sampler = EpochSampler(len(dataset), train_cfg.seed, start=step * per_step, rank=rank, world_size=world, repeats=repeats)
     loader = torch.utils.data.DataLoader(dataset, batch_size=train_cfg.batch_size, sampler=sampler, collate_fn=collate,
                                          num_workers=train_cfg.loader_workers, persistent_workers=train_cfg.loader_workers > 0)
     batches = iter(loader)  # draws a seed from the global RNG: restore the saved RNG states after it

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pokevla.train.data import collate
+from pokevla.train.data import collate, near_transitions
 
 CHECKPOINT_RULE = "the last checkpoint of the run (end of the cosine schedule); held-out metrics are diagnostics only"
 NEAR_TRANSITION = 4  # frames either side of a gripper change that count as "near a transition"
@@ -29,18 +29,6 @@ def split_episodes(reader, held_out: int) -> tuple[np.ndarray, np.ndarray, list[
     for i in chosen:
         mask[episodes[i]["dataset_from_index"]:episodes[i]["dataset_to_index"]] = True
     return np.flatnonzero(~mask), np.flatnonzero(mask), chosen
-
-
-def near_transitions(gripper: np.ndarray, episode_ends: np.ndarray, radius: int = NEAR_TRANSITION) -> np.ndarray:
-    """gripper (N,) commands of consecutive frames -> bool (N,): within `radius` frames of a sign change
-    inside the same episode (`episode_ends`: True on each episode's last frame)."""
-    sign = gripper > 0
-    change = np.zeros(len(sign), dtype=bool)
-    change[1:] = (sign[1:] != sign[:-1]) & ~episode_ends[:-1]
-    near = np.zeros(len(sign), dtype=bool)
-    for i in np.flatnonzero(change):
-        near[max(0, i - radius):i + radius] = True
-    return near
 
 
 @torch.no_grad()
@@ -72,7 +60,7 @@ def open_loop_metrics(model, dataset, batch_size: int = 32) -> dict[str, float]:
     arm = np.abs(pred[:, :-1] - target[:, :-1]).mean(0)
     gripper_pred = pred[:, -1] > 0  # a logit's sign, or a +-1 regression's
     gripper_ok = gripper_pred == (target[:, -1] > 0)
-    near = near_transitions(target[:, -1], dataset.episode_ends())
+    near = near_transitions(target[:, -1], dataset.episode_ends(), NEAR_TRANSITION)
     metrics = {f"val/l1_{d}": float(v) for d, v in enumerate(arm)}
     metrics["val/l1_arm"] = float(arm.mean())
     metrics["val/gripper_acc"] = float(gripper_ok.mean())

@@ -6,24 +6,26 @@ from pokevla.data.generate import GenerateConfig, generate_demos
 from pokevla.sim import parallel
 
 
-def test_spare_attempts_are_cancelled_once_every_task_has_its_episodes(tmp_path, monkeypatch):
-    offered, run, closed = [], [], []
+def test_rounds_offer_only_the_attempts_a_task_still_needs(tmp_path, monkeypatch):
+    rounds, closed = [], []
 
-    def fake_map(fn, jobs, workers, cluster):
-        offered.extend(jobs)
+    def eager_pool(fn, jobs, workers, cluster):  # like a process pool: every job it is given runs
+        rounds.append([(job.task_id, job.seed) for job in jobs])
         try:
-            for job in offered:
-                run.append(job)
-                yield {"task_id": job.task_id, "seed": job.seed, "success": True, "num_steps": 10}
+            for job in jobs:
+                yield {"task_id": job.task_id, "seed": job.seed, "success": (job.task_id, job.seed) != (1, 2), "num_steps": 10}
         finally:
             closed.append(True)
 
-    monkeypatch.setattr(parallel, "map_unordered", fake_map)
+    monkeypatch.setattr(parallel, "map_unordered", eager_pool)
     monkeypatch.setattr(generate, "_write_episode", lambda writer, root, task, result: None)
     out = tmp_path / "demos"
-    generate_demos(GenerateConfig(suite="libero_object", task_ids=(0, 1), episodes_per_task=4, out=str(out),
-                                  resolution=32, workers=2), progress=False)
-    # every task's needed attempts first, then the 25% spares for failures
-    assert [job.task_id for job in offered] == [0] * 4 + [1] * 4 + [0, 1]
-    assert len(run) == 8 and closed == [True]  # every attempt succeeded: no spare ever ran
-    assert len(read_jsonl(out / "meta/pokevla_attempts.jsonl")) == 8
+    summary = generate_demos(GenerateConfig(suite="libero_object", task_ids=(0, 1), episodes_per_task=4, out=str(out),
+                                            resolution=32, workers=2), progress=False)
+    # first round: exactly the episodes asked for; no attempt is queued for a task that may finish without it
+    assert rounds[0] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+    # task 1 failed once in 4: its one missing episode gets ceil(1 / 0.75) = 2 attempts, task 0 none
+    assert rounds[1] == [(1, 4), (1, 5)] and len(rounds) == 2 and closed == [True, True]
+    assert summary["failed_attempts"] == 1 and summary["short_tasks"] == {}
+    # the second round stopped once task 1 was complete: its spare was cancelled, not recorded
+    assert len(read_jsonl(out / "meta/pokevla_attempts.jsonl")) == 9

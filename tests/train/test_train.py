@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from pokevla.model.pokevla import PokeVLA
 from pokevla.train import checkpoints as ckpt
 from pokevla.train import loop
 from pokevla.train.config import TrainConfig
-from pokevla.train.data import EpochSampler
+from pokevla.train.data import EpochSampler, near_transitions
 
 TASKS = ["pick up the bowl", "open the drawer", "pick up the bowl"]
 
@@ -80,6 +81,20 @@ def test_sampler_resumes_mid_stream_and_splits_ranks():
     assert [i for _, i in zip(range(12), iter(EpochSampler(10, seed=3, start=13)))] == stream[13:25]
     ranks = [[i for _, i in zip(range(5), iter(EpochSampler(10, seed=3, rank=r, world_size=2)))] for r in (0, 1)]
     assert ranks[0] == stream[0:10:2] and ranks[1] == stream[1:10:2]
+
+
+def test_sampler_draws_repeated_frames_that_often_per_epoch_and_resumes():
+    repeats = np.array([1, 3, 1, 1, 2])
+    stream = [i for _, i in zip(range(16), iter(EpochSampler(5, seed=1, repeats=repeats)))]
+    assert np.bincount(stream[:8], minlength=5).tolist() == repeats.tolist()
+    assert [i for _, i in zip(range(6), iter(EpochSampler(5, seed=1, start=10, repeats=repeats)))] == stream[10:16]
+
+
+def test_near_transitions_stay_inside_their_episode():
+    # episode 0: frames 0-3 (closes at 2), episode 1: frames 4-7 (opens at 4, its first frame: not a change)
+    gripper = np.array([-1, -1, 1, 1, -1, -1, -1, 1])
+    ends = np.array([0, 0, 0, 1, 0, 0, 0, 1], dtype=bool)
+    assert near_transitions(gripper, ends, radius=2).tolist() == [1, 1, 1, 1, 0, 1, 1, 1]
 
 
 def test_statistics_mismatch_is_a_clear_error(demos, tmp_path):
