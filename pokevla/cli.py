@@ -2,7 +2,8 @@
 
 Each concern registers its sub-commands in its `commands.py` (`register(subparsers)`), importing
 heavy libraries (torch, the simulator) only inside the handlers so `pokevla --help` stays instant.
-A `PokeVLAError` is printed as one line and exits with status 2.
+A `PokeVLAError` is printed as one line and exits with status 2, and removes the output folders the
+command created while they are still empty.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from pokevla import __version__
 from pokevla.common.errors import PokeVLAError
+from pokevla.common.io import removed_if_failed
 
 COMMAND_MODULES = (
     "pokevla.sim.commands",
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = args.func(args)
+        with removed_if_failed():
+            result = args.func(args)
     except PokeVLAError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ rollout video. Every stage resumes, so running it again after an interruption co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -38,39 +39,40 @@ def run(args: argparse.Namespace) -> int:
     from pokevla.train.config import TrainConfig
     from pokevla.train.loop import train
 
-    out = check_writable_dir(args.out)
+    # every stage's configuration is built (and checked) before the first one starts
     workers = args.workers or usable_cores()
     task_ids = tuple(suites.parse_task_ids(args.tasks, args.suite))
     resolution = 128  # the tiny preset's input size; rendering time hardly depends on it
+    out, run_dir = Path(args.out), Path(args.out) / "run"
+    # DART noise off the expert's path, and starts spread like the official init states (the default)
+    demos_cfg = GenerateConfig(args.suite, task_ids, args.episodes_per_task, str(out / "demos"), resolution=resolution,
+                               workers=workers, fast_render=True, action_noise=0.2)
+    # nothing else runs meanwhile: the training process takes every core (measured 1.6x over one thread)
+    train_cfg = TrainConfig(dataset=str(out / "demos"), out=str(run_dir), steps=args.steps, batch_size=args.batch_size,
+                            lr=3e-4, save_every=max(100, args.steps // 4), val_episodes=1,
+                            val_every=max(100, args.steps // 4), threads=workers)
+    eval_cfg = EvalConfig(args.suite, task_ids, trials=args.trials, out=str(out / "eval_model"), resolution=resolution,
+                          fast_render=True, workers=workers, videos_per_task=1)
+    expert_cfg = dataclasses.replace(eval_cfg, out=str(out / "eval_expert"), videos_per_task=0)
+    check_writable_dir(out)
     timings = {}
 
     t0 = time.perf_counter()
     print(f"[1/4] scripted demonstrations: {args.suite} tasks {list(task_ids)}, {args.episodes_per_task} per task")
-    # DART noise off the expert's path, and starts spread like the official init states (the default)
-    demos = generate_demos(GenerateConfig(args.suite, task_ids, args.episodes_per_task, str(out / "demos"),
-                                          resolution=resolution, workers=workers, fast_render=True, action_noise=0.2))
+    demos = generate_demos(demos_cfg)
     timings["demos"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    run_dir = out / "run"
     done = ckpt.read_run(run_dir) is not None and (ckpt.last_checkpoint(run_dir) or Path()).name == f"step_{args.steps:07d}"
     print(f"[2/4] training the tiny preset for {args.steps} steps" + (" (already done)" if done else ""))
     if not done:
-        # nothing else runs meanwhile: the training process takes every core (measured 1.6x over one thread)
-        train_cfg = TrainConfig(dataset=str(out / "demos"), out=str(run_dir), steps=args.steps, batch_size=args.batch_size,
-                                lr=3e-4, save_every=max(100, args.steps // 4), val_episodes=1,
-                                val_every=max(100, args.steps // 4), threads=workers)
         training = train(train_cfg, get_preset("tiny"), resume=ckpt.read_run(run_dir) is not None)
         print(f"      loss {training['first_loss']:.3f} -> {training['final_metrics']['loss']:.3f}, {training['samples_per_s']} samples/s")
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     print(f"[3/4] evaluating the model and the scripted expert: {args.trials} trials per task")
-    eval_cfg = EvalConfig(args.suite, task_ids, trials=args.trials, out=str(out / "eval_model"), resolution=resolution,
-                          fast_render=True, workers=workers, videos_per_task=1)
     model_results = evaluate(eval_cfg, PolicySpec("checkpoint", str(ckpt.last_checkpoint(run_dir))))
-    expert_cfg = EvalConfig(args.suite, task_ids, trials=args.trials, out=str(out / "eval_expert"), resolution=resolution,
-                            fast_render=True, workers=workers, videos_per_task=0)
     expert_results = evaluate(expert_cfg, PolicySpec("expert"))
     timings["eval"] = time.perf_counter() - t0
 

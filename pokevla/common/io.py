@@ -92,9 +92,9 @@ def _cut_torn_tail(f) -> None:
     f.truncate(0)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> list[dict]:
     """Reads a JSON-lines file written by `append_jsonl`, dropping a torn last line. A damaged line
-    elsewhere is a one-line `PokeVLAError` naming the file and line."""
+    elsewhere, or a record without one of `keys`, is a one-line `PokeVLAError` naming the file and line."""
     from pokevla.common.errors import PokeVLAError
 
     path = Path(path)
@@ -114,8 +114,35 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                                f"and rerun to redo its work") from None
         if not isinstance(record, dict):
             raise PokeVLAError(f"{path} line {i + 1} is not a JSON object; delete that line and rerun to redo its work")
+        missing = [k for k in keys if k not in record]
+        if missing:
+            raise PokeVLAError(f"{path} line {i + 1} lacks {', '.join(missing)}; delete that line and rerun to redo its work")
         records.append(record)
     return records
+
+
+def read_json(path: str | os.PathLike, error: type[Exception] | None = None) -> dict:
+    """The one reader of the JSON files pokevla keeps (metadata, settings, statistics, each an object):
+    a file that cannot be read, is not valid JSON or holds no object is a one-line `error` (default
+    `PokeVLAError`) naming it."""
+    from pokevla.common.errors import PokeVLAError
+
+    error = error or PokeVLAError
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(f"cannot read {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" ({e.msg} at line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
+        raise error(f"{path} is not valid JSON{where}; the file is damaged") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} holds {_JSON_NAMES[type(data)]}, not an object; the file is damaged")
+    return data
+
+
+_JSON_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
 
 
 _held: dict[Path, int] = {}  # directory -> the open lock file this process holds
@@ -154,11 +181,12 @@ def hold_dir(path: str | os.PathLike, what: str = "--out") -> Path:
     return path
 
 
-def check_writable_dir(path: str | os.PathLike) -> Path:
+def check_writable_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """Creates `path` if needed and checks that files can be written in it."""
     from pokevla.common.errors import PokeVLAError
 
     path = Path(path)
+    new = next((p for p in reversed((path, *path.parents)) if not p.exists()), None)  # topmost folder to create
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-probe-{os.getpid()}"
@@ -166,6 +194,42 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as e:
         raise PokeVLAError(
-            f"cannot write to output directory {path}: {e.strerror}; choose another --out"
+            f"cannot write to output directory {path}: {e.strerror}; choose another {flag}"
         ) from None
+    if new is not None:
+        _created.append(new)
     return path
+
+
+def check_writable_file(path: str | os.PathLike, flag: str) -> Path:
+    """Checks before the work starts that the result file `path` can be written after it."""
+    from pokevla.common.errors import PokeVLAError
+
+    path = Path(path)
+    if path.is_dir():
+        raise PokeVLAError(f"{flag} {path} is a directory; name a file")
+    check_writable_dir(path.parent, flag)
+    return path
+
+
+_created: list[Path] = []  # folders `check_writable_dir` made, oldest first
+
+
+@contextlib.contextmanager
+def removed_if_failed() -> Iterator[None]:
+    """A command that fails with a `PokeVLAError` leaves no folder behind that it created and that
+    holds nothing but empty folders and its locks (a rerun would find a folder it cannot explain)."""
+    from pokevla.common.errors import PokeVLAError
+
+    start = len(_created)
+    try:
+        yield
+    except PokeVLAError:
+        for top in reversed(_created[start:]):
+            if top.is_dir() and all(p.is_dir() or p.name == ".lock" for p in top.rglob("*")):
+                for held in [h for h in _held if h.is_relative_to(top.resolve())]:
+                    os.close(_held.pop(held))
+                shutil.rmtree(top)
+        raise
+    finally:
+        del _created[start:]

@@ -51,29 +51,22 @@ def register(subparsers) -> None:
 
 
 def _generate_demos(args: argparse.Namespace) -> int:
-    from pokevla.common.errors import PokeVLAError
-    from pokevla.common.io import check_writable_dir, write_json_atomic
+    from pokevla.common.io import check_writable_dir, check_writable_file, write_json_atomic
     from pokevla.data.generate import GenerateConfig, generate_demos
     from pokevla.sim import suites
 
     suites.get_suite(args.suite)
-    if args.episodes_per_task < 1:
-        raise PokeVLAError("--episodes-per-task must be at least 1")
-    if args.resolution < 32 or args.resolution > 1024:
-        raise PokeVLAError(f"--resolution {args.resolution} is out of range; use 32-1024 px (128 or 256 are usual)")
-    if not 0.0 <= args.action_noise <= 1.0:
-        raise PokeVLAError(f"--action-noise {args.action_noise} is out of range; use 0 (none) to 1 (action units)")
-    joint_noise = suites.OFFICIAL_INIT_JOINT_STD if args.init_joint_noise is None else args.init_joint_noise
-    if not 0.0 <= joint_noise <= 0.5:
-        raise PokeVLAError(f"--init-joint-noise {joint_noise} is out of range; use 0-0.5 rad (the official spread is 0.02)")
     cluster, workers = cluster_from_args(args)
-    check_writable_dir(args.out)
     config = GenerateConfig(
         suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)),
         episodes_per_task=args.episodes_per_task, out=args.out, resolution=args.resolution,
-        workers=workers, fast_render=args.fast_render, seed=args.seed,
-        action_noise=args.action_noise, init_joint_noise=joint_noise, cluster=cluster,
+        workers=workers, fast_render=args.fast_render, seed=args.seed, action_noise=args.action_noise,
+        init_joint_noise=suites.OFFICIAL_INIT_JOINT_STD if args.init_joint_noise is None else args.init_joint_noise,
+        cluster=cluster,
     )
+    check_writable_dir(args.out)
+    if args.json:
+        check_writable_file(args.json, "--json")
     summary = generate_demos(config)
     print(f"{summary['episodes']} episodes ({summary['frames']} frames) in {summary['out']}; "
           f"{summary['new_episodes']} new in {summary['seconds']} s"
@@ -108,14 +101,15 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from pokevla.common.errors import DatasetError
     from pokevla.data.validate import validate_dataset
 
     problems = validate_dataset(args.root, decode_all=args.all_frames)
     if problems:
         for p in problems:
-            print(f"error: {p}")
-        print(f"{args.root}: {len(problems)} problem(s); regenerate the damaged part (re-running `pokevla generate demos` resumes)")
-        return 2
+            print(f"problem: {p}")
+        raise DatasetError(f"{args.root}: {len(problems)} problem(s), the first: {problems[0]}; regenerate the damaged "
+                           "part (re-running `pokevla generate demos` resumes)")
     print(f"{args.root}: OK")
     return 0
 

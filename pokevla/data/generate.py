@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pokevla.common.errors import DatasetError, PokeVLAError
-from pokevla.common.io import append_jsonl, atomic_path, hold_dir, read_jsonl
+from pokevla.common.errors import ConfigError, DatasetError, PokeVLAError
+from pokevla.common.io import append_jsonl, atomic_path, hold_dir, read_json, read_jsonl
 from pokevla.scale import LOCAL, Cluster
 from pokevla.common.versions import package_versions
 from pokevla.data.features import DEPTH_SCALE, VIEWS, demo_features
@@ -46,6 +46,17 @@ class GenerateConfig:
     action_noise: float = 0.0  # std of the correlated noise on executed translations (0: the clean expert)
     init_joint_noise: float = OFFICIAL_INIT_JOINT_STD  # std (rad) of each arm joint at a scene's start
     cluster: Cluster = LOCAL  # where the attempts run (local processes or Ray)
+
+    def __post_init__(self) -> None:
+        if self.episodes_per_task < 1:
+            raise ConfigError(f"--episodes-per-task must be at least 1, got {self.episodes_per_task}")
+        if not 32 <= self.resolution <= 1024:
+            raise ConfigError(f"--resolution {self.resolution} is out of range; use 32-1024 px (128 or 256 are usual)")
+        if not 0.0 <= self.action_noise <= 1.0:
+            raise ConfigError(f"--action-noise {self.action_noise} is out of range; use 0 (none) to 1 (action units)")
+        if not 0.0 <= self.init_joint_noise <= 0.5:
+            raise ConfigError(f"--init-joint-noise {self.init_joint_noise} is out of range; use 0-0.5 rad "
+                              "(the official spread is 0.02)")
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ def generate_demos(config: GenerateConfig, progress: bool = True) -> dict:
                                                    "scenes": "fresh samples of the BDDL regions (not the evaluation init states)"}})
     journal = root / "meta/pokevla_attempts.jsonl"
     attempted = {t: set() for t in tasks}
-    for record in read_jsonl(journal):
+    for record in read_jsonl(journal, keys=("task_id", "seed")):
         attempted.setdefault(record["task_id"], set()).add(record["seed"])
     done = {t: 0 for t in tasks}
     for e in writer.episodes:
@@ -211,7 +222,7 @@ def _check_same_settings(root: Path, settings: dict) -> None:
         if root.exists() and any(root.iterdir()) and not (root / "meta").exists():
             raise DatasetError(f"{root} is not empty and holds no dataset; choose a new --out directory")
         return
-    stored = json.loads(info_path.read_text()).get("pokevla", {}).get("generator")
+    stored = read_json(info_path, DatasetError).get("pokevla", {}).get("generator")
     if isinstance(stored, dict):
         stored.setdefault("action_noise", 0.0)  # datasets written before these flags existed
         stored.setdefault("init_joint_noise", 0.0)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pokevla.common.errors import DatasetError
-from pokevla.common.io import atomic_path, write_json_atomic
+from pokevla.common.io import atomic_path, read_json, write_json_atomic
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -54,6 +54,18 @@ def decode_png(data: bytes) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
     array = np.asarray(image)
     return array.astype(np.uint16) if image.mode.startswith("I") else array
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Reads a parquet file, turning a missing or truncated file into a one-line DatasetError."""
+    if not path.exists():
+        raise DatasetError(f"{path} is missing; the dataset is incomplete (re-run the command that wrote it)")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DatasetError(f"{path} cannot be read ({str(e).splitlines()[0]}); the file is truncated or corrupt") from None
+    except KeyError as e:
+        raise DatasetError(f"{path} has no column {e}") from None
 
 
 def _arrow_type(spec: dict) -> pa.DataType:
@@ -132,7 +144,7 @@ class DatasetWriter:
     def _scan_existing(self) -> None:
         """Rebuilds the episode list from the data files (metadata may be stale after a crash)."""
         info_path = self.root / "meta/info.json"
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        info = read_json(info_path, DatasetError) if info_path.exists() else {}
         if info:
             if info.get("features") != self.features:
                 raise DatasetError(f"{self.root} holds a dataset with other features; use a new --out directory")
@@ -143,7 +155,7 @@ class DatasetWriter:
         for path in sorted((self.root / "data").glob("chunk-*/file-*.parquet")):
             chunk, file = int(path.parent.name[6:]), int(path.stem[5:])
             index = chunk * CHUNKS_SIZE + file
-            table = pq.read_table(path, columns=["task_index", "observation.state", "action"])
+            table = read_parquet(path, columns=["task_index", "observation.state", "action"])
             meta = pq.read_schema(path).metadata or {}
             task = meta.get(b"pokevla.task", b"").decode()
             extra = json.loads(meta.get(b"pokevla.extra", b"{}").decode())

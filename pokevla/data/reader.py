@@ -7,45 +7,52 @@ PNG image features on access. `feature_map` renames dataset features to the name
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pokevla.common.errors import DatasetError
+from pokevla.common.io import read_json
 from pokevla.data.features import DEPTH_SCALE
-from pokevla.data.lerobot import EPISODES_PATH, decode_png
+from pokevla.data.lerobot import EPISODES_PATH, decode_png, read_parquet
 
 
 def load_info(root: str | Path) -> dict:
     path = Path(root) / "meta/info.json"
     if not path.exists():
         raise DatasetError(f"{root} is not a LeRobot dataset: meta/info.json is missing")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); the file is damaged") from None
+    info = read_json(path, DatasetError)
     version = str(info.get("codebase_version", ""))
     if not version.startswith("v3"):
         raise DatasetError(f"{root} is LeRobot {version or 'of unknown version'}; only v3.x datasets are read (convert with LeRobot's v2.1->v3.0 script)")
     for key in ("features", "fps", "total_episodes", "total_frames", "data_path"):
         if key not in info:
             raise DatasetError(f"{path} lacks the key {key!r}")
+    features = info["features"]
+    if not isinstance(features, dict) or not all(isinstance(f, dict) and {"dtype", "shape"} <= f.keys() for f in features.values()):
+        raise DatasetError(f"{path}: features must map each name to an object with its dtype and shape")
     return info
 
 
-def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Reads a parquet file, turning a missing or truncated file into a one-line DatasetError."""
-    if not path.exists():
-        raise DatasetError(f"{path} is missing; the dataset is incomplete (re-run the command that wrote it)")
-    try:
-        return pq.read_table(path, columns=columns)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DatasetError(f"{path} cannot be read ({str(e).splitlines()[0]}); the file is truncated or corrupt") from None
-    except KeyError as e:
-        raise DatasetError(f"{path} has no column {e}") from None
+def check_columns(table: pa.Table, features: dict[str, dict], path: Path) -> None:
+    """Every feature info.json declares is a column of `table` of a type that can hold it (lenient
+    about list layouts, which differ between LeRobot writers); a DatasetError names the file."""
+    for name, spec in features.items():
+        if spec["dtype"] == "video":  # stored in video files, not in the data files
+            continue
+        if name not in table.column_names:
+            raise DatasetError(f"{path} lacks the column {name} that meta/info.json declares; the file is damaged")
+        tp = table.schema.field(name).type
+        if spec["dtype"] == "image":
+            fits = pa.types.is_struct(tp) and tp.get_field_index("bytes") >= 0
+        else:
+            if pa.types.is_fixed_size_list(tp) or pa.types.is_list(tp):
+                tp = tp.value_type
+            fits = pa.types.is_integer(tp) or pa.types.is_floating(tp) or pa.types.is_boolean(tp)
+        if not fits:
+            raise DatasetError(f"{path}: column {name} holds {tp}, not the {spec['dtype']} {list(spec['shape'])} "
+                               "that meta/info.json declares; the file is damaged")
 
 
 class DatasetReader:
@@ -60,14 +67,22 @@ class DatasetReader:
             if theirs not in self.features:
                 raise DatasetError(f"--feature-map {ours}={theirs}: the dataset has no feature {theirs!r} (it has {', '.join(self.features)})")
         stats_path = self.root / "meta/stats.json"
-        self.stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+        self.stats = read_json(stats_path, DatasetError) if stats_path.exists() else {}
         self.episodes = read_parquet(self.root / EPISODES_PATH).to_pylist()
         tasks = read_parquet(self.root / "meta/tasks.parquet")
         names = tasks.column(tasks.column_names[-1]).to_pylist() if "task" not in tasks.column_names else tasks["task"].to_pylist()
         self.tasks = dict(zip(tasks["task_index"].to_pylist(), names))
         files = sorted({(e["data/chunk_index"], e["data/file_index"]) for e in self.episodes})
-        tables = [read_parquet(self.root / self.info["data_path"].format(chunk_index=c, file_index=f)) for c, f in files]
-        self.table = pa.concat_tables(tables) if tables else pa.table({})
+        tables = []
+        for c, f in files:
+            path = self.root / self.info["data_path"].format(chunk_index=c, file_index=f)
+            tables.append(read_parquet(path))
+            check_columns(tables[-1], self.features, path)
+        try:
+            self.table = pa.concat_tables(tables) if tables else pa.table({})
+        except pa.ArrowInvalid:
+            raise DatasetError(f"{root}: the data files store their columns in different types; "
+                               f"`pokevla dataset validate {root}` names the odd ones") from None
         if self.table.num_rows != self.info["total_frames"]:
             raise DatasetError(f"{root}: info.json counts {self.info['total_frames']} frames but the data files hold {self.table.num_rows}")
         self._episode_index = np.asarray(self.table["episode_index"]) if self.table.num_rows else np.zeros(0, np.int64)
@@ -116,8 +131,9 @@ class DatasetReader:
             source = self.feature_map.get(name, name)
             if spec["dtype"] != "image" or source in self._decoded:
                 continue
-            frames = [decode_png(column[i].as_py()) for i in tqdm(range(len(column)), desc=f"decode {name}",
-                                                                   unit="frame", leave=False, disable=not progress)]
+            # closed (and cleared) on a damaged frame too, so its one-line error starts a line of its own
+            with tqdm(range(len(column)), desc=f"decode {name}", unit="frame", leave=False, disable=not progress) as bar:
+                frames = [self._decode(source, column, i) for i in bar]
             self._decoded[source] = np.stack(frames) if frames else np.zeros((0,), np.uint8)
             held += self._decoded[source].nbytes
         return held
@@ -129,12 +145,22 @@ class DatasetReader:
             return column[index]
         if isinstance(index, np.ndarray):
             return np.stack([self.get(name, int(i)) for i in index])
-        decoded = self._decoded.get(self.feature_map.get(name, name))
-        array = decode_png(column[index].as_py()) if decoded is None else decoded[index]
+        source = self.feature_map.get(name, name)
+        decoded = self._decoded.get(source)
+        array = self._decode(source, column, index) if decoded is None else decoded[index]
         encoding = spec.get("info", {}).get("encoding")
         if encoding == "png16":
             return array.astype(np.float32) / spec["info"].get("scale", DEPTH_SCALE)
         return array
+
+    def _decode(self, source: str, column, index: int) -> np.ndarray:
+        try:
+            return decode_png(column[index].as_py())
+        except Exception as e:  # any decoder failure means a damaged image
+            episode = int(self._episode_index[index])
+            raise DatasetError(f"{self.root}: {source} of frame {index} (episode {episode}) does not decode "
+                               f"({type(e).__name__}); the data file is damaged: find every damaged frame with "
+                               f"`pokevla dataset validate {self.root} --all-frames`") from None
 
     def episode_bounds(self, index: int) -> tuple[int, int]:
         """[start, end) frame rows of the episode that frame `index` belongs to."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import numpy as np
 import pyarrow as pa
 
 from pokevla.common.errors import DatasetError
-from pokevla.data.lerobot import EPISODES_PATH, arrow_schema, decode_png
-from pokevla.data.reader import load_info, read_parquet
+from pokevla.common.io import read_json
+from pokevla.data.lerobot import EPISODES_PATH, arrow_schema, decode_png, read_parquet
+from pokevla.data.reader import load_info
 
 EPISODE_COLUMNS = ("episode_index", "length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index")
 
@@ -39,8 +39,8 @@ def validate_dataset(root: str | Path, decode_all: bool = False) -> list[str]:
     """Checks a dataset end to end; returns the problems found (empty when it is whole).
 
     Every data file is opened and its schema compared with info.json; row counts, episode ranges and
-    global indices must agree; stats must cover state and action; the first and last frame of every
-    episode are decoded (every frame with decode_all).
+    global indices must agree; stats must cover state and action with finite numbers; the first and
+    last frame of every episode and evenly spaced ones between are decoded (every frame with decode_all).
     """
     root = Path(root)
     problems: list[str] = []
@@ -80,6 +80,9 @@ def validate_dataset(root: str | Path, decode_all: bool = False) -> list[str]:
         if wrong:
             problems.append(f"{name}: column(s) {', '.join(wrong)} do not have the dtype/shape declared in info.json")
             continue
+        undeclared = [c for c in table.column_names if c not in features]
+        if undeclared:
+            problems.append(f"{name}: column(s) {', '.join(undeclared)} are not declared in info.json's features")
         rows = np.asarray(table["episode_index"]) == ep["episode_index"]
         count = int(rows.sum())
         if count != ep["length"]:
@@ -103,9 +106,13 @@ def validate_dataset(root: str | Path, decode_all: bool = False) -> list[str]:
     return problems
 
 
+SAMPLED_FRAMES = 8  # decoded per episode without decode_all: its ends and evenly spaced frames between
+
+
 def _check_images(table: pa.Table, features: dict, name: str, decode_all: bool) -> list[str]:
     problems = []
-    rows = range(table.num_rows) if decode_all else sorted({0, table.num_rows - 1})
+    n = table.num_rows
+    rows = range(n) if decode_all else sorted({int(r) for r in np.linspace(0, n - 1, min(n, SAMPLED_FRAMES))})
     for key, spec in features.items():
         if spec["dtype"] != "image":
             continue
@@ -128,16 +135,21 @@ def _check_stats(root: Path, features: dict) -> list[str]:
     if not path.exists():
         return ["meta/stats.json is missing; normalisation statistics cannot be read"]
     try:
-        stats = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return ["meta/stats.json is not valid JSON"]
+        stats = read_json(path, DatasetError)
+    except DatasetError as e:
+        return [str(e)]
     problems = []
     for key in ("observation.state", "action"):
         if key not in features:
+            problems.append(f"info.json does not declare the feature {key}")
             continue
         dim = features[key]["shape"][0]
         for stat in ("mean", "std", "q01", "q99"):
-            values = stats.get(key, {}).get(stat)
-            if values is None or len(values) != dim:
+            entry = stats.get(key)
+            values = entry.get(stat) if isinstance(entry, dict) else None
+            if not isinstance(values, list) or len(values) != dim:
                 problems.append(f"meta/stats.json: {key}.{stat} is missing or not of length {dim}")
+            elif not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+                problems.append(f"meta/stats.json: {key}.{stat} holds values that are not finite numbers (NaN, infinity "
+                                "or text); normalising with them would make every input NaN")
     return problems

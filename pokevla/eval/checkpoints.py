@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from pokevla.common.errors import CheckpointError
+from pokevla.common.io import read_json
 from pokevla.train.checkpoints import resolve_model_dir
 
 
@@ -14,7 +13,7 @@ def resolve_checkpoint(path: str, suite: str | None) -> str:
     model_dir = resolve_model_dir(path)
     training = model_dir / "training.json"
     if training.exists():
-        trained_on = json.loads(training.read_text()).get("data", {}).get("suite")
+        trained_on = _data(training).get("suite")
         if suite is not None and trained_on is not None and trained_on != suite:
             raise CheckpointError(f"{model_dir} was trained on {trained_on}, not {suite}; evaluate it with --suite {trained_on}")
     return str(model_dir)
@@ -25,5 +24,13 @@ def training_render(model_dir: str) -> dict | None:
     training = resolve_model_dir(model_dir) / "training.json"
     if not training.exists():
         return None
-    render = json.loads(training.read_text()).get("data", {}).get("render")
+    render = _data(training).get("render")
     return render if isinstance(render, dict) and render.get("resolution") is not None else None
+
+
+def _data(training) -> dict:
+    """The dataset identity a checkpoint's training.json records."""
+    data = read_json(training, CheckpointError).get("data", {})
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{training}: data is not an object; the file is damaged")
+    return data

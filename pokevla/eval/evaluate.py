@@ -9,14 +9,13 @@ atomically from the journal with the per-task table, every setting, the seed and
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pokevla.common.errors import PokeVLAError
-from pokevla.common.io import append_jsonl, read_jsonl, write_json_atomic
+from pokevla.common.io import append_jsonl, read_json, read_jsonl, write_json_atomic
 from pokevla.common.versions import machine, package_versions
 from pokevla.eval.checkpoints import training_render
 from pokevla.eval.episode import play_episode
@@ -25,6 +24,7 @@ from pokevla.eval.starts import dataset_starts
 from pokevla.eval.video import side_by_side, write_video
 from pokevla.scale import LOCAL, Cluster
 
+JOURNAL_KEYS = ("task_id", "trial", "success", "steps")  # what resuming and the summary read of each record
 PROTOCOL = "LIBERO published protocol: trial k from official init state k; reset then set_init_state; 10 settle steps; success checked every step"
 
 
@@ -42,6 +42,19 @@ class EvalConfig:
     max_steps: int | None = None  # None: the suite's published limit; anything else is a recorded deviation
     starts: str | None = None  # a generated dataset: trial k starts in its k-th episode's scene, not init state k
     cluster: Cluster = LOCAL  # where the episodes run (not part of the evaluation's identity)
+
+    def __post_init__(self) -> None:
+        from pokevla.sim import suites
+
+        if self.max_steps is not None and self.max_steps < 1:
+            raise PokeVLAError(f"--max-steps must be at least 1, got {self.max_steps}")
+        for task_id in self.task_ids:
+            if self.starts is None:
+                available, what = suites.get_task(self.suite, task_id).num_init_states, "init states"
+            else:
+                available, what = dataset_starts(self.starts, self.suite).count(task_id), f"episodes in {self.starts}"
+            if not 1 <= self.trials <= available:
+                raise PokeVLAError(f"{self.suite} task {task_id} has {available} {what}; ask for --trials 1 to {available}")
 
     @property
     def step_limit(self) -> int:
@@ -92,20 +105,10 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
     """Runs (or resumes) the evaluation; returns the results dict also written to results.json."""
     from tqdm import tqdm
 
-    from pokevla.sim import suites
     from pokevla.sim.parallel import map_unordered
 
-    if config.max_steps is not None and config.max_steps < 1:
-        raise PokeVLAError(f"--max-steps must be at least 1, got {config.max_steps}")
     if policy.kind == "replay" and config.starts is None:
         raise PokeVLAError("the replay policy plays demonstrations back from their own scenes: add --starts DATASET")
-    for task_id in config.task_ids:
-        if config.starts is None:
-            available, what = suites.get_task(config.suite, task_id).num_init_states, "init states"
-        else:
-            available, what = dataset_starts(config.starts, config.suite).count(task_id), f"episodes in {config.starts}"
-        if not 1 <= config.trials <= available:
-            raise PokeVLAError(f"{config.suite} task {task_id} has {available} {what}; ask for --trials 1 to {available}")
     mismatch = render_mismatch(config, policy)
     if mismatch and progress:
         print(f"warning: {mismatch}; pass --resolution and --fast-render as in training (recorded as a deviation)",
@@ -115,7 +118,7 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
     claim_output_dir(out, {"config": {**identity, "task_ids": list(config.task_ids)},
                            "policy": policy.describe()})
     journal = out / "episodes.jsonl"
-    recorded = read_jsonl(journal)
+    recorded = read_jsonl(journal, keys=JOURNAL_KEYS)
     done = {(r["task_id"], r["trial"]) for r in recorded}
     jobs = [EpisodeJob(config, policy, t, k) for t in config.task_ids for k in range(config.trials) if (t, k) not in done]
     bar = tqdm(total=len(config.task_ids) * config.trials, initial=len(done), desc=f"eval {config.suite}", unit="ep", disable=not progress)
@@ -127,7 +130,7 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
         bar.update(1)
         bar.set_postfix(success=f"{successes}/{bar.n}")
     bar.close()
-    results = summarize(config, policy, read_jsonl(journal), wall_seconds=time.perf_counter() - t0, new_episodes=len(jobs))
+    results = summarize(config, policy, read_jsonl(journal, keys=JOURNAL_KEYS), wall_seconds=time.perf_counter() - t0, new_episodes=len(jobs))
     write_json_atomic(out / "results.json", results)
     return results
 
@@ -204,7 +207,7 @@ def claim_output_dir(out: Path, claim: dict) -> None:
     hold_dir(out)
     path = out / "evaluation.json"
     if path.exists():
-        existing = json.loads(path.read_text())
+        existing = read_json(path)
         # a setting added after this evaluation started, left at None, does not make it another one
         for key, value in claim.get("config", {}).items():
             if value is None and isinstance(existing.get("config"), dict):

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pokevla.common.io import write_json_atomic
+    from pokevla.common.io import check_writable_file, write_json_atomic
     from pokevla.eval.evaluate import EvalConfig, evaluate, format_table
     from pokevla.eval.policy import PolicySpec
     from pokevla.sim import suites
@@ -39,6 +39,8 @@ def _run(args: argparse.Namespace) -> int:
         resolution=VIDEO_RESOLUTION if args.render else 256, workers=args.workers or usable_cores(),
         videos_per_task=1 if args.render else 0,
     )
+    if args.json:
+        check_writable_file(args.json, "--json")
     results = evaluate(config, PolicySpec("expert"))
     print(format_table(results))
     print(f"results: {config.out}/results.json")

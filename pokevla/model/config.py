@@ -150,6 +150,21 @@ class PokeVLAConfig:
     views: tuple[str, ...] = ("primary", "wrist")
 
     def __post_init__(self) -> None:
+        _check_counts(self)
+        for name, (width, heads) in {
+            "vision.dinov2": (self.vision.dinov2.hidden_size, self.vision.dinov2.num_heads),
+            "vision.siglip": (self.vision.siglip.hidden_size, self.vision.siglip.num_heads),
+            "llm": (self.llm.hidden_size, self.llm.num_heads), "expert": (self.expert.dim, self.expert.num_heads),
+            "seg": (self.seg.dim, self.seg.num_heads),
+        }.items():
+            if width % heads:
+                raise ConfigError(f"--{name}.num-heads {heads} does not divide its width {width}: each head takes an "
+                                  f"equal share of it")
+        if self.llm.num_heads % self.llm.num_kv_heads:
+            raise ConfigError(f"--llm.num-kv-heads {self.llm.num_kv_heads} must divide --llm.num-heads {self.llm.num_heads}")
+        if self.llm.hidden_size // self.llm.num_heads % 2:
+            raise ConfigError(f"--llm.hidden-size / --llm.num-heads = {self.llm.hidden_size // self.llm.num_heads} must be "
+                              "even: rotary position embeddings rotate pairs of channels")
         v = self.vision
         for name in ("dinov2", "siglip"):
             if v.image_size % getattr(v, name).patch_size:
@@ -191,6 +206,22 @@ class PokeVLAConfig:
     @property
     def geo_enabled(self) -> bool:
         return self.loss.geo_weight > 0
+
+
+# Integer fields count things (pixels, layers, heads, channels, tokens, actions): at least 1, except these.
+COUNT_MINIMUM = {"expert.execute_steps": 0, "geometry.seed": None}
+
+
+def _check_counts(config, prefix: str = "") -> None:
+    for f in dataclasses.fields(config):
+        name, value = prefix + f.name, getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_counts(value, name + ".")
+            continue
+        low = COUNT_MINIMUM.get(name, 1)
+        for v in value if isinstance(value, tuple) else (value,):
+            if low is not None and isinstance(v, int) and not isinstance(v, bool) and v < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {v}")
 
 
 def tiny() -> PokeVLAConfig:

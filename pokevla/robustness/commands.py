@@ -56,11 +56,13 @@ def register(subparsers) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from pokevla.common.errors import ConfigError
+    from pokevla.common.io import check_writable_file
     from pokevla.robustness.build import build_manifest
     from pokevla.sim.perturb.manifest import write_manifest
 
     if args.per_dimension < 1:
         raise ConfigError(f"--per-dimension must be at least 1, got {args.per_dimension}")
+    check_writable_file(args.out, "--out")  # layout variants take minutes in the simulator
     variants = build_manifest(args.suite, args.per_dimension, seed=args.seed, dimensions=tuple(args.dimensions))
     write_manifest(args.out, variants)
     print(f"wrote {len(variants)} variants to {args.out}")
@@ -84,8 +86,13 @@ def _import_official(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from pokevla.common.errors import ConfigError
+    from pokevla.common.io import check_writable_dir
     from pokevla.robustness.preview import preview
 
+    if args.resolution < 1:
+        raise ConfigError(f"--resolution must be at least 1, got {args.resolution}")
+    check_writable_dir(args.out)
     sheet = preview(args.suite, args.task, args.out, resolution=args.resolution, seed=args.seed)
     print(f"wrote {sheet}")
     return 0
@@ -106,9 +113,15 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pokevla.common.io import write_json_atomic
+    from pokevla.common.errors import ConfigError
+    from pokevla.common.io import check_writable_file, write_json_atomic
     from pokevla.robustness.bench import bench
 
+    for flag, value in (("--steps", args.steps), ("--resolution", args.resolution)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if args.json:
+        check_writable_file(args.json, "--json")
     rows = bench(args.suite, args.task, args.resolution, args.steps)
     print(f"{'variant':>24}  {'reset ms':>9}  {'+reset':>7}  {'step ms':>8}  {'+step':>6}")
     for r in rows:

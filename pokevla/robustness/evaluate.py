@@ -25,6 +25,8 @@ from pokevla.scale import LOCAL, Cluster
 from pokevla.sim.perturb import DIMENSIONS
 from pokevla.sim.perturb.manifest import Variant, read_manifest
 
+JOURNAL_KEYS = ("id", "digest", "dimension", "level")  # what resuming and the summary read of each record
+
 
 @dataclass(frozen=True)
 class EpisodeSettings:
@@ -94,7 +96,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     for message in bad_lines:
         log(f"skipped: {message}")
     journal = out / "episodes.jsonl"
-    finished = {(r["id"], r["digest"]) for r in read_jsonl(journal)}
+    finished = {(r["id"], r["digest"]) for r in read_jsonl(journal, keys=JOURNAL_KEYS)}
     todo = sorted((v for v in variants if (v.id, v.digest) not in finished), key=lambda v: (v.suite, v.task_id, v.dimension))
     log(f"{len(variants)} variants, {len(variants) - len(todo)} already done, {len(todo)} to run on {workers} worker(s)")
     if settings.render:
@@ -105,7 +107,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
         outcome = record.get("error") or ("success" if record["success"] else "failure")
         log(f"[{i}/{len(jobs)}] {record['id']} L{record['level']}: {outcome} ({record['seconds']} s)")
     current = {(v.id, v.digest) for v in variants}
-    records = [r for r in read_jsonl(journal) if (r["id"], r["digest"]) in current]
+    records = [r for r in read_jsonl(journal, keys=JOURNAL_KEYS) if (r["id"], r["digest"]) in current]
     results = {
         "summary": summarize(records),
         "manifest": {"path": str(manifest), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),

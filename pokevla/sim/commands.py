@@ -48,9 +48,15 @@ def _bench(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from pokevla.common.io import append_jsonl
+    from pokevla.common.errors import ConfigError
+    from pokevla.common.io import append_jsonl, check_writable_file
     from pokevla.sim.env import EnvConfig, LiberoEnv
 
+    for flag, value in (("--steps", args.steps), ("--resolution", args.resolution)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if args.json:
+        check_writable_file(args.json, "--json")
     cfg = EnvConfig(
         suite=args.suite,
         task_id=args.task,

@@ -11,7 +11,6 @@ only after that, so a crash at any moment leaves the previous checkpoint usable.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from pokevla.common.errors import CheckpointError
-from pokevla.common.io import write_text_atomic
+from pokevla.common.io import read_json, write_text_atomic
 
 TRAINER_STATE = "trainer.pt"
 
@@ -117,10 +116,7 @@ def read_run(run: Path) -> dict | None:
     path = run / "run.json"
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path} is not valid JSON; the run directory is damaged") from None
+    return read_json(path, CheckpointError)
 
 
 def resolve_model_dir(path: str | Path) -> Path:

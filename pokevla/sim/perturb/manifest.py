@@ -71,6 +71,11 @@ def parse_line(data: dict) -> Variant:
     if isinstance(official, dict) and data["params"] is None:
         why = official.get("reason") or official.get("unsupported") or "it has no pokevla spec"
         raise ConfigError(f"official variant {official.get('name')!r} cannot run here: {why}")
+    for key, kind in (("id", str), ("suite", str), ("task_id", int), ("level", int), ("seed", int),
+                      ("trial", int | None), ("instruction", str)):
+        if not isinstance(data[key], kind) or isinstance(data[key], bool):
+            raise ConfigError(f"{key} {data[key]!r} is not {'an integer' if kind is not str else 'a string'}"
+                              f"{' or null' if key == 'trial' else ''}")
     if data["dimension"] not in DIMENSIONS:
         raise ConfigError(f"unknown dimension {data['dimension']!r}; choose from {', '.join(DIMENSIONS)}")
     if data["level"] not in (1, 2, 3, 4, 5):
@@ -89,12 +94,13 @@ def parse_line(data: dict) -> Variant:
         raise ConfigError("trial must be null exactly for distractor layouts (they start from a sampled scene)")
     if trial is not None and not 0 <= trial < task.num_init_states:
         raise ConfigError(f"trial {trial} is not an init state of the task (0-{task.num_init_states - 1})")
-    return Variant(str(data["id"]), task.suite, task.task_id, int(data["seed"]), trial, data["instruction"], spec,
+    return Variant(data["id"], task.suite, task.task_id, data["seed"], trial, data["instruction"], spec,
                    official=official)
 
 
 def read_manifest(path: str | Path) -> tuple[list[Variant], list[str]]:
-    """All valid variants, and one message per bad line ("<file> line N: problem"); bad lines are skipped."""
+    """All valid variants, and one message per bad line ("<file> line N: problem"); bad lines are skipped,
+    but a manifest without a valid line is an error."""
     path = Path(path)
     if not path.exists():
         raise PokeVLAError(f"manifest {path} does not exist; write one with `pokevla robustness build`")
@@ -114,6 +120,9 @@ def read_manifest(path: str | Path) -> tuple[list[Variant], list[str]]:
             continue
         ids.add(variant.id)
         variants.append(variant)
+    if not variants:  # nothing to run is a mistake, not a 0/0 result
+        first = f" ({errors[0]}{f'; {len(errors) - 1} more bad line(s)' if len(errors) > 1 else ''})" if errors else ""
+        raise PokeVLAError(f"manifest {path} holds no valid variant{first}; write one with `pokevla robustness build`")
     return variants, errors
 
 

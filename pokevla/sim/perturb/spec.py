@@ -10,6 +10,8 @@ empirical; ours are parametric, see docs/robustness.md).
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import types
 import typing
 from dataclasses import dataclass
 from typing import ClassVar
@@ -32,12 +34,56 @@ class _Spec:
     kind: str
 
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # a manifest's values fail here, not inside the episode
+            value = getattr(self, f.name)
+            if not _fits(value, hints[f.name]):
+                raise ConfigError(f"{self.dimension} {f.name} {_plain(value)!r} is not {_type_name(hints[f.name])}")
         if self.level not in LEVELS:
             raise ConfigError(f"level {self.level!r} is not one of 1-5")
         _check_choice(f"{self.dimension} kind", self.kind, self.kinds)
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _fits(value, tp) -> bool:
+    """`value` is of field type `tp` (an int counts as a float, a bool as neither)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    return isinstance(value, tp)
+
+
+def _type_name(tp) -> str:
+    """A field type as a manifest writer reads it, e.g. "a list of 3 numbers" (JSON lists are tuples)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    name = _bare_type_name(tp)
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def _bare_type_name(tp) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is not tuple:
+        return {float: "number", int: "integer", str: "string", bool: "boolean"}[tp]
+    if len(args) == 2 and args[1] is Ellipsis:
+        return f"list of {_bare_type_name(args[0])}s"
+    if len(set(args)) == 1:
+        return f"list of {len(args)} {_bare_type_name(args[0])}s"
+    return "[" + ", ".join(_bare_type_name(a) for a in args) + "] list"
 
 
 def _plain(value):
