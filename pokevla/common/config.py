@@ -16,6 +16,13 @@ from typing import Any, TypeVar
 
 from pokevla.common.errors import ConfigError
 
+
+def require_at_least(minimums: dict[str, tuple[float, float]]) -> None:
+    """flag -> (value, lowest allowed value): the first value below its minimum is a one-line ConfigError."""
+    for flag, (value, low) in minimums.items():
+        if value < low:
+            raise ConfigError(f"{flag} must be at least {low}, got {value}")
+
 T = TypeVar("T")
 
 

@@ -88,18 +88,16 @@ def _machine(device) -> str:
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
+    from pokevla.common.config import require_at_least
     from pokevla.common.io import check_writable_file
     from pokevla.model.bench import time_inference, time_train_step
     from pokevla.model.config import config_from_args
     from pokevla.model.pokevla import PokeVLA
     from pokevla.model.synthetic import synthetic_stats
 
-    at_least = {"--batch-size": (args.batch_size, 1), "--image-size": (args.image_size, 1), "--iters": (args.iters, 1),
-                "--warmup": (args.warmup, 0), "--train-batch-size": (args.train_batch_size, 0),
-                "--train-iters": (args.train_iters, 1), "--threads": (1 if args.threads is None else args.threads, 1)}
-    for flag, (value, low) in at_least.items():
-        if value < low:
-            raise ConfigError(f"{flag} must be at least {low}, got {value}")
+    require_at_least({"--batch-size": (args.batch_size, 1), "--image-size": (args.image_size, 1), "--iters": (args.iters, 1),
+                      "--warmup": (args.warmup, 0), "--train-batch-size": (args.train_batch_size, 0),
+                      "--train-iters": (args.train_iters, 1), "--threads": (1 if args.threads is None else args.threads, 1)})
     try:
         device = torch.device(args.device)
     except RuntimeError:

@@ -55,13 +55,12 @@ def register(subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from pokevla.common.errors import ConfigError
+    from pokevla.common.config import require_at_least
     from pokevla.common.io import check_writable_file
     from pokevla.robustness.build import build_manifest
     from pokevla.sim.perturb.manifest import write_manifest
 
-    if args.per_dimension < 1:
-        raise ConfigError(f"--per-dimension must be at least 1, got {args.per_dimension}")
+    require_at_least({"--per-dimension": (args.per_dimension, 1)})
     check_writable_file(args.out, "--out")  # layout variants take minutes in the simulator
     variants = build_manifest(args.suite, args.per_dimension, seed=args.seed, dimensions=tuple(args.dimensions))
     write_manifest(args.out, variants)
@@ -86,12 +85,11 @@ def _import_official(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from pokevla.common.errors import ConfigError
+    from pokevla.common.config import require_at_least
     from pokevla.common.io import check_writable_dir
     from pokevla.robustness.preview import preview
 
-    if args.resolution < 1:
-        raise ConfigError(f"--resolution must be at least 1, got {args.resolution}")
+    require_at_least({"--resolution": (args.resolution, 1)})
     check_writable_dir(args.out)
     sheet = preview(args.suite, args.task, args.out, resolution=args.resolution, seed=args.seed)
     print(f"wrote {sheet}")
@@ -113,13 +111,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pokevla.common.errors import ConfigError
+    from pokevla.common.config import require_at_least
     from pokevla.common.io import check_writable_file, write_json_atomic
     from pokevla.robustness.bench import bench
 
-    for flag, value in (("--steps", args.steps), ("--resolution", args.resolution)):
-        if value < 1:
-            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    require_at_least({"--steps": (args.steps, 1), "--resolution": (args.resolution, 1)})
     if args.json:
         check_writable_file(args.json, "--json")
     rows = bench(args.suite, args.task, args.resolution, args.steps)

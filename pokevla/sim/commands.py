@@ -48,13 +48,11 @@ def _bench(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from pokevla.common.errors import ConfigError
+    from pokevla.common.config import require_at_least
     from pokevla.common.io import append_jsonl, check_writable_file
     from pokevla.sim.env import EnvConfig, LiberoEnv
 
-    for flag, value in (("--steps", args.steps), ("--resolution", args.resolution)):
-        if value < 1:
-            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    require_at_least({"--steps": (args.steps, 1), "--resolution": (args.resolution, 1)})
     if args.json:
         check_writable_file(args.json, "--json")
     cfg = EnvConfig(

@@ -37,14 +37,13 @@ class TrainConfig:
     feature_map: tuple[str, ...] = field(default=(), metadata={"help": "OURS=THEIRS feature renames for other LeRobot datasets"})
 
     def __post_init__(self) -> None:
+        from pokevla.common.config import require_at_least
         from pokevla.common.errors import ConfigError
 
         at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "val_every": 1, "save_every": 1,
                     "keep_checkpoints": 1, "log_every": 1, "loader_workers": 0, "val_episodes": 0, "threads": 0,
                     "transition_window": 0, "transition_repeats": 1}
-        for name, low in at_least.items():
-            if getattr(self, name) < low:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        require_at_least({f"--{name.replace('_', '-')}": (getattr(self, name), low) for name, low in at_least.items()})
         for name in ("lr",):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
