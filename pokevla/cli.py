@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "pokevla.expert.commands",
     "pokevla.data.commands",
     "pokevla.model.commands",
+    "pokevla.pretrain.commands",
     "pokevla.train.commands",
     "pokevla.eval.commands",
     "pokevla.serve.commands",

@@ -49,10 +49,12 @@ def describe(config: PokeVLAConfig, backbones: Backbones) -> PokeVLAConfig:
     return dataclasses.replace(config, vision=vision, llm=llm_config(backbones.llm, config.llm))
 
 
-def resolve_backbones(config: PokeVLAConfig) -> tuple[PokeVLAConfig, Backbones]:
-    """The backbone configs of a new model, and `config` rewritten to match them and the geometry teacher."""
+def resolve_backbones(config: PokeVLAConfig, backbones: Backbones | None = None) -> tuple[PokeVLAConfig, Backbones]:
+    """The backbone configs of a new model, and `config` rewritten to match them and the geometry teacher.
+
+    `backbones`: take these (a checkpoint's, e.g. stage 1's) instead of building them from `config`."""
     v, llm = config.vision, config.llm
-    backbones = Backbones(
+    backbones = backbones or Backbones(
         dinov2=(_load("vision.dinov2-path", v.dinov2_path, load_dinov2_config) if v.dinov2_path
                 else dinov2_config(v.dinov2, v.stem_channels)),
         siglip=(_load("vision.siglip-path", v.siglip_path, load_siglip_config) if v.siglip_path

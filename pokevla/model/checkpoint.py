@@ -33,6 +33,7 @@ CONFIG, BACKBONES, WEIGHTS, STATS = "config.json", "backbones.json", "model.safe
 FORMAT_VERSION = 1
 TEACHER_PREFIX = "geometry.teacher."  # frozen, external: not ours to save
 TRAINING_HEADS = ("segmentation", "geometry")
+VLM_KIND = "pokevlm"  # config.json's "model" in a stage-1 folder (`pokevla.pretrain.vlm`); absent in a PokeVLA's
 
 
 def checkpoint_tensors(model) -> dict[str, torch.Tensor]:
@@ -54,10 +55,16 @@ def _write_json(path: Path, obj) -> None:
 
 
 def save_pretrained(model, path: str | Path) -> None:
-    from safetensors.torch import save_file
-
     if model.normalizer is None:
         raise CheckpointError("cannot save a model without normalisation statistics (build it with stats=...)")
+    save_folder(model, path, extra={STATS: model.normalizer.to_json()})
+
+
+def save_folder(model, path: str | Path, meta: dict | None = None, extra: dict[str, dict] | None = None) -> None:
+    """Writes `model`'s weights, config.json (`meta` keys beside the config), backbones.json, the
+    `extra` JSON files and the tokenizer into the folder `path`, atomically (stage 1 and stage 2 models)."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -65,10 +72,11 @@ def save_pretrained(model, path: str | Path) -> None:
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint_tensors(model).items()}
         save_file(tensors, tmp / WEIGHTS, metadata={"format": "pokevla", "format_version": str(FORMAT_VERSION)})
-        _write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "pokevla_version": __version__,
+        _write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "pokevla_version": __version__, **(meta or {}),
                                    "config": to_dict(model.config)})
         _write_json(tmp / BACKBONES, model.backbones.to_json())
-        _write_json(tmp / STATS, model.normalizer.to_json())
+        for name, content in (extra or {}).items():
+            _write_json(tmp / name, content)
         model.tokenizer.save_pretrained(tmp)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -147,6 +155,10 @@ def from_pretrained(path: str | Path, *, training_heads: bool, device: str | tor
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint folder at {path}")
+    meta = _read_json(path / CONFIG)
+    if isinstance(meta, dict) and meta.get("model") == VLM_KIND:
+        raise CheckpointError(f"{path} holds a stage-1 PokeVLM (pokevla pretrain), not a policy; post-train it with "
+                              f"`pokevla train --init {path} ...`")
     config = read_config(path)
     try:
         backbones = Backbones.from_json(_read_json(path / BACKBONES))

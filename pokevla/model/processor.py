@@ -188,6 +188,11 @@ def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
+def pixel_values(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, S, S) in [0, 1], resized with antialiasing."""
+    return _resize(images.permute(0, 3, 1, 2).float().div(255.0), size, "bilinear")
+
+
 class ResizeImages:
     """uint8 (B, H, H, 3) per view -> `pixel_values` float32 (B, V, 3, S, S) in [0, 1]."""
 
@@ -195,8 +200,8 @@ class ResizeImages:
         self.views, self.size = tuple(views), size
 
     def __call__(self, batch: Batch) -> Batch:
-        images = [batch[f"observation.images.{v}"].permute(0, 3, 1, 2).float().div(255.0) for v in self.views]
-        return dict(batch, pixel_values=torch.stack([_resize(x, self.size, "bilinear") for x in images], 1))
+        images = [pixel_values(batch[f"observation.images.{v}"], self.size) for v in self.views]
+        return dict(batch, pixel_values=torch.stack(images, 1))
 
 
 class ResizeMasks:

@@ -1,7 +1,7 @@
 """The run directory: its identity (`run.json`), atomic checkpoints and the `last` pointer.
 
     RUN/run.json                     model config, training config, dataset identity, versions
-    RUN/checkpoints/step_0001000/    model folder (`PokeVLA.save_pretrained`) + trainer.pt
+    RUN/checkpoints/step_0001000/    model folder (`PokeVLA` / `PokeVLM.save_pretrained`) + trainer.pt
     RUN/checkpoints/last             name of the newest complete checkpoint (written last, atomically)
     RUN/tensorboard/                 logs
 
@@ -29,7 +29,7 @@ def checkpoints_dir(run: Path) -> Path:
 
 def complete_checkpoints(run: Path) -> list[Path]:
     """Checkpoint folders with every file a resume needs, oldest first."""
-    needed = ("config.json", "model.safetensors", "stats.json", TRAINER_STATE)
+    needed = ("config.json", "model.safetensors", TRAINER_STATE)  # a stage-1 model folder has no stats.json
     return sorted(p for p in checkpoints_dir(run).glob("step_*") if p.is_dir() and all((p / n).is_file() for n in needed))
 
 

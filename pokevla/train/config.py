@@ -35,6 +35,8 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 = half the cores (OpenMP threads that share cores with other work slow to a crawl)"})
     feature_map: tuple[str, ...] = field(default=(), metadata={"help": "OURS=THEIRS feature renames for other LeRobot datasets"})
+    init: str | None = field(default=None, metadata={"help": "start from this stage-1 run or checkpoint (pokevla pretrain): its "
+                                                               "encoders, projector, language model and tokenizer"})
 
     def __post_init__(self) -> None:
         from pokevla.common.config import require_at_least

@@ -120,13 +120,18 @@ class EpochSampler(Sampler[int]):
             raise DatasetError("the dataset has no frames")
         self.pool = np.arange(size) if repeats is None else np.repeat(np.arange(size), repeats)
         self.seed, self.start, self.rank, self.world_size = seed, start, rank, world_size
+        self.epoch_size = len(self.pool)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The pool's samples in the order epoch `epoch` draws them."""
+        order = torch.randperm(len(self.pool), generator=torch.Generator().manual_seed(self.seed + epoch))
+        return self.pool[order.numpy()]
 
     def __iter__(self) -> Iterator[int]:
         position = self.start
         while True:
-            epoch, offset = divmod(position, len(self.pool))
-            order = torch.randperm(len(self.pool), generator=torch.Generator().manual_seed(self.seed + epoch))
-            for i in self.pool[order.numpy()][offset:].tolist():
+            epoch, offset = divmod(position, self.epoch_size)
+            for i in self.epoch_order(epoch)[offset:].tolist():
                 if position % self.world_size == self.rank:
                     yield i
                 position += 1

@@ -1,0 +1,166 @@
+"""`pokevla pretrain` (stage 1: PokeVLM on world-knowledge conversations) and `pokevla vlm`
+(`init` an untrained baseline, `ask` one question, `eval` a split with the official scoring rules)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from pokevla.common.config import add_dataclass_args
+    from pokevla.model.config import add_config_args
+    from pokevla.pretrain.config import PretrainConfig
+
+    parser = subparsers.add_parser(
+        "pretrain", help="pre-train PokeVLM (stage 1) on world-knowledge conversations (resumable)",
+        description="New run: --preset P --data DIR[,DIR] --out RUN [flags]. Resume: --out RUN --resume. "
+                    "Then stage 2: pokevla train --init RUN ... DDP: torchrun --nproc-per-node N -m pokevla.cli pretrain ...",
+    )
+    add_dataclass_args(parser, PretrainConfig, group="pretrain")
+    add_config_args(parser)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.set_defaults(func=_pretrain)
+
+    vlm = subparsers.add_parser("vlm", help="a stage-1 PokeVLM: make an untrained one, ask it, evaluate it")
+    sub = vlm.add_subparsers(dest="vlm_command", metavar="SUBCOMMAND", required=True)
+    init = sub.add_parser("init", help="save an untrained PokeVLM (the baseline pre-training starts from)")
+    add_config_args(init)
+    init.add_argument("--out", required=True, help="model folder to write")
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(func=_init)
+
+    ask = sub.add_parser("ask", help="answer one question about one or more images (greedy)")
+    ask.add_argument("--checkpoint", required=True, help="a pretrain run (its last checkpoint) or a model folder")
+    ask.add_argument("--image", action="append", default=[], help="an image file (repeat for several)")
+    ask.add_argument("--question", required=True)
+    _generation_args(ask)
+    ask.set_defaults(func=_ask)
+
+    evaluate = sub.add_parser("eval", help="answer every record of a split and score the answers per family")
+    evaluate.add_argument("--checkpoint", required=True, help="a pretrain run (its last checkpoint) or a model folder")
+    evaluate.add_argument("--data", required=True, help="a generated knowledge folder")
+    evaluate.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
+    evaluate.add_argument("--limit", type=int, default=0, help="score only the first N records (0: all)")
+    evaluate.add_argument("--json", help="also write the scores and the answers to this file")
+    _generation_args(evaluate)
+    evaluate.set_defaults(func=_eval)
+
+
+def _generation_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer, in tokens")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from pokevla.common.config import format_config
+    from pokevla.common.errors import ConfigError
+    from pokevla.pretrain.config import PretrainConfig
+    from pokevla.pretrain.loop import pretrain
+    from pokevla.train.commands import run_configs
+
+    _, model_cfg, cfg = run_configs(args, "pretrain", PretrainConfig, ("data", "mix"))
+    if args.resume and (hasattr(args, "pretrain__data") or hasattr(args, "pretrain__mix")):  # from the data named now
+        cfg = dataclasses.replace(cfg, data=getattr(args, "pretrain__data", ""), mix=getattr(args, "pretrain__mix", ""))
+    if not args.resume and not (cfg.data or cfg.mix):
+        raise ConfigError("--data (or --mix) is required for a new run")
+    print("model:\n" + format_config(model_cfg, 1))
+    print("pretrain:\n" + format_config(cfg, 1))
+    summary = pretrain(cfg, model_cfg, resume=args.resume)
+    val = summary["val"].get("val/loss")
+    print(f"step {summary['step']}: loss {summary['final_metrics'].get('loss', float('nan')):.4f} "
+          f"(first {summary['first_loss'] if summary['first_loss'] is not None else float('nan'):.4f})"
+          + (f", held-out loss {val:.4f}" if val is not None else "") + f"; checkpoint {summary['checkpoint']}")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    import torch
+
+    from pokevla.common.errors import ConfigError
+    from pokevla.common.io import check_writable_dir
+    from pokevla.model.config import config_from_args
+    from pokevla.pretrain.vlm import PokeVLM
+
+    config = config_from_args(args)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty; choose a new folder")
+    check_writable_dir(out.parent)
+    torch.manual_seed(args.seed)
+    PokeVLM(config).save_pretrained(out)
+    print(f"untrained PokeVLM ({config.preset}) written to {out}")
+    return 0
+
+
+def _load(checkpoint: str, device: str):
+    from pokevla.pretrain.vlm import PokeVLM
+    from pokevla.train.checkpoints import resolve_model_dir
+
+    return PokeVLM.from_pretrained(resolve_model_dir(checkpoint), device=device).eval()
+
+
+def _read_image(path: Path, what: str):
+    """uint8 (H, W, 3) of the image file `path`; `what` names it in the one-line error."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from pokevla.common.errors import PokeVLAError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise PokeVLAError(f"{what}: no such file") from None
+    except (OSError, UnidentifiedImageError) as e:
+        raise PokeVLAError(f"{what}: not a readable image ({e})") from None
+
+
+def _check_generation(args: argparse.Namespace) -> None:
+    from pokevla.common.config import require_at_least
+
+    require_at_least({"--max-new-tokens": (args.max_new_tokens, 1)})
+
+
+def _ask(args: argparse.Namespace) -> int:
+    _check_generation(args)
+    images = [_read_image(Path(p), f"--image {p}") for p in args.image]
+    model = _load(args.checkpoint, args.device)
+    print(model.generate(images, args.question, args.max_new_tokens))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import sys
+
+    from tqdm import tqdm
+
+    from pokevla.common.config import require_at_least
+    from pokevla.common.io import check_writable_file, write_json_atomic
+    from pokevla.pretrain.formats import load_source, open_source
+    from pokevla.pretrain.records import record_images
+    from pokevla.pretrain.scoring import format_table, score_records
+
+    _check_generation(args)
+    require_at_least({"--limit": (args.limit, 0)})
+    if args.json:
+        check_writable_file(args.json, "--json")
+    source = open_source(args.data, args.split)
+    loaded = load_source(source, on_skip=lambda line: print(line, file=sys.stderr))
+    records = loaded.records[:args.limit] if args.limit else loaded.records
+    model = _load(args.checkpoint, args.device)
+    answers = []
+    for record in tqdm(records, desc="vlm eval", unit="record"):
+        images = [_read_image(Path(record["root"]) / p, f"{source.path} record {record['id']}: image {p}")
+                  for p in record_images(record)]
+        answers.append(model.generate(images, record["conversations"][0]["value"], args.max_new_tokens))
+    result = score_records(records, answers, source.root)
+    print(format_table(result))
+    if loaded.skipped:
+        print(f"{loaded.skipped} record(s) of {source.path} skipped", file=sys.stderr)
+    if args.json:
+        write_json_atomic(args.json, {"checkpoint": args.checkpoint, "data": str(source.path), "split": args.split,
+                                      "result": result, "skipped": loaded.skipped,
+                                      "answers": [{"id": r["id"], "answer": a} for r, a in zip(records, answers)]})
+    return 0

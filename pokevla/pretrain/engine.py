@@ -1,0 +1,384 @@
+"""`pokevla generate knowledge`: world-knowledge records from simulated LIBERO scenes, exact labels.
+
+A scene is a fresh sample of a task's BDDL placement regions (seeded, with the official spread of
+arm-joint noise; never an official init state). The scripted expert solves it without rendering;
+a few of its states (the start, evenly spaced ones, the end) are restored in a camera environment
+and rendered with instance segmentation and metric depth. Each rendered frame then feeds every
+question family (`pokevla.pretrain.families`), so one render yields dozens of records.
+
+Output (the layout `pokevla.pretrain.records` describes): DIR/{train,val,heldout}.jsonl, the PNGs
+under DIR/images/<suite>/task<NN>/scene<NNNNN>/, DIR/meta.json, and DIR/journal.jsonl, one line per
+finished scene. A scene's images are written first, then its records, then its journal line; a
+rerun of the same command drops records of scenes the journal does not hold and continues.
+Splits are by scene: the `heldout_suites` go to heldout; of the other scenes a fixed 5% (by a
+hash of the scene id) go to val.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pokevla.common.errors import ConfigError, DatasetError
+from pokevla.common.io import (append_jsonl, append_jsonl_many, hold_dir, read_json, read_jsonl, write_bytes_atomic,
+                               write_json_atomic)
+from pokevla.common.versions import package_versions
+from pokevla.pretrain.families import FAMILIES, frame_records
+from pokevla.pretrain.frames import Frame, Goal, Region, SceneObject, readable_name
+from pokevla.pretrain.records import SPLITS
+from pokevla.scale import LOCAL, Cluster
+from pokevla.sim.suites import OFFICIAL_INIT_JOINT_STD
+
+FRAMES_PER_SCENE = 6  # the start, 4 states along the expert's rollout, its last state
+VAL_FRACTION = 0.05
+HELDOUT_SHARE = 0.1  # of --samples, generated from the held-out suites (when there are any)
+FIRST_GUESS_PER_SCENE = 100  # records per scene assumed before the first scene of a group is done
+JOURNAL = "journal.jsonl"
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    suites: tuple[str, ...]
+    out: str
+    samples: int = 10_000  # at least this many records in all splits together
+    heldout_suites: tuple[str, ...] = ()
+    resolution: int = 224
+    workers: int = 1
+    seed: int = 0
+    fast_render: bool = False
+    cluster: Cluster = LOCAL
+
+    def __post_init__(self) -> None:
+        from pokevla.sim import suites
+
+        if not self.suites:
+            raise ConfigError("--suites names no suite; give e.g. --suites libero_object")
+        for name in (*self.suites, *self.heldout_suites):
+            suites.get_suite(name)
+        both = sorted(set(self.suites) & set(self.heldout_suites))
+        if both:
+            raise ConfigError(f"{', '.join(both)} cannot be both a training and a held-out suite; "
+                              "drop it from --suites or --heldout-suites")
+        if self.samples < 1:
+            raise ConfigError(f"--samples must be at least 1, got {self.samples}")
+        if not 32 <= self.resolution <= 1024:
+            raise ConfigError(f"--resolution {self.resolution} is out of range; use 32-1024 px (224 is usual)")
+
+    def settings(self) -> dict:
+        """What a resumed run must share with the first (--samples may grow, --workers may change)."""
+        return {"suites": list(self.suites), "heldout_suites": list(self.heldout_suites),
+                "resolution": self.resolution, "seed": self.seed, "fast_render": self.fast_render,
+                "frames_per_scene": FRAMES_PER_SCENE, "val_fraction": VAL_FRACTION,
+                "init_joint_noise": OFFICIAL_INIT_JOINT_STD, "families": list(FAMILIES)}
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    suite: str
+    task_id: int
+    index: int  # the scene's number within its task: its reset seed
+    split: str
+    resolution: int
+    fast_render: bool
+    base_seed: int
+    absent_labels: tuple[str, ...] = field(default=(), compare=False)  # asset names of the other scenes
+
+    @property
+    def scene(self) -> str:
+        return scene_id(self.suite, self.task_id, self.index)
+
+
+def scene_id(suite: str, task_id: int, index: int) -> str:
+    return f"{suite}/task{task_id:02d}/scene{index:05d}"
+
+
+def split_of(scene: str, heldout: bool) -> str:
+    """heldout for held-out suites, else val for a fixed VAL_FRACTION of scene ids (by hash), else train."""
+    if heldout:
+        return "heldout"
+    bucket = int(hashlib.sha1(scene.encode()).hexdigest()[:8], 16) % 10_000
+    return "val" if bucket < VAL_FRACTION * 10_000 else "train"
+
+
+def frame_steps(num_steps: int, frames: int = FRAMES_PER_SCENE) -> list[int]:
+    """Indices of the recorded states to render (0 = the start); the rollout's end is added after them."""
+    return sorted({int(t) for t in np.linspace(0, num_steps, frames - 1, endpoint=False)} & set(range(num_steps)))
+
+
+# ---------------------------------------------------------------------------------------- worker
+def run_scene(job: SceneJob) -> dict:
+    """Worker: one fresh scene, solved by the expert, rendered at a few states; returns its records
+    and the encoded images and masks they name."""
+    from pokevla.data.lerobot import encode_png
+    from pokevla.expert.rollout import run_episode
+    from pokevla.sim.env import EnvConfig
+    from pokevla.sim.parallel import cached_env
+
+    t0 = time.perf_counter()
+    base = dict(seed=job.base_seed, init_joint_noise=OFFICIAL_INIT_JOINT_STD)
+    physics = cached_env(EnvConfig(job.suite, job.task_id, render=False, **base))
+    rollout = run_episode(physics, seed=job.index)
+    states = [rollout.sim_states[t] for t in frame_steps(rollout.num_steps)] + [physics.get_sim_state()]
+    camera = cached_env(EnvConfig(job.suite, job.task_id, resolution=job.resolution, depth=True, segmentation=True,
+                                  fast_render=job.fast_render, **base))
+    camera.set_fixture_poses(rollout.fixture_poses)
+    rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, job.index])
+    records: list[dict] = []
+    files: dict[str, bytes] = {}
+    for k, state in enumerate(states):
+        obs = camera.set_sim_state(state)
+        frame = frame_from_env(camera, obs, job, k)
+        files[frame.image] = encode_png(obs["observation.images.primary"])
+        files[frame.wrist_image] = encode_png(obs["observation.images.wrist"])
+        records += frame_records(frame, rng)
+        files.update({path: encode_png(mask) for path, mask in frame.masks.items()})
+    return {"scene": job.scene, "suite": job.suite, "task_id": job.task_id, "index": job.index, "split": job.split,
+            "expert_success": rollout.success, "records": records, "files": files,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _stable(text: str) -> int:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
+
+
+def frame_from_env(env, obs: dict, job: SceneJob, k: int) -> Frame:
+    """The labels of the camera env's current state (primary view), read from the simulator."""
+    from pokevla.expert.scene import Scene
+    from pokevla.sim.env import CAMERAS, camera_matrices
+
+    scene = Scene(env)
+    names = env.instance_names
+    instance = {name: i + 1 for i, name in enumerate(names)}
+    objects = [_scene_object(scene, name, instance.get(name, 0)) for name in (*scene.movable_objects, *scene.fixtures)]
+    labels = {o.label for o in objects}
+    folder = f"images/{job.scene}"
+    goals, next_object = _goal_labels(scene, instance)
+    _, cam_to_world = camera_matrices(env.sim, CAMERAS["primary"], job.resolution)
+    return Frame(
+        id=f"{job.scene}/f{k}", scene=job.scene, image=f"{folder}/f{k}_primary.png",
+        wrist_image=f"{folder}/f{k}_wrist.png", instances=obs["observation.instances.primary"],
+        depth=obs["observation.depth.primary"], intrinsics=obs["observation.intrinsics.primary"].astype(np.float64),
+        cam_to_world=cam_to_world, objects=objects, instruction=env.instruction, success=env.check_success(),
+        goals=goals, next_object=next_object,
+        absent_labels=tuple(lab for lab in job.absent_labels if lab not in labels))
+
+
+def _scene_object(scene, name: str, instance: int) -> SceneObject:
+    from pokevla.expert import grasps
+
+    box = scene.box(name)
+    movable = name in scene.raw.objects_dict
+    held = movable and scene.in_contact(name, scene.robot_bodies)
+    grasp = None
+    if movable and not held:
+        try:
+            grasp = grasps.plan_grasp(scene, name).point  # what the expert's pick skill would aim for
+        except ValueError:  # wider than the open gripper on every side: the expert has no grasp either
+            grasp = None
+    return SceneObject(name=name, label=readable_name(scene.category(name)), lo=box.lo, hi=box.hi,
+                       instance=instance, movable=movable, held=held, grasp=grasp)
+
+
+def _goal_labels(scene, instance: dict[str, int]) -> tuple[list[Goal], str | None]:
+    """The goal's placements, and the object the expert's plan moves next (None once all are done)."""
+    from pokevla.expert.planner import plan
+
+    goal_state = scene.raw.parsed_problem["goal_state"]
+    goals = []
+    for pred in goal_state:
+        if pred[0].lower() not in ("on", "in"):
+            continue
+        obj, target = pred[1], pred[2]
+        region = None
+        if scene.is_site(target):
+            region = Region(center=scene.site_pos(target), rotation=scene.site_mat(target),
+                            half=scene.site_half_size(target), instance=instance.get(scene.parent_of_site(target), 0))
+        goals.append(Goal(obj=obj, relation=pred[0].lower(), target=target, region=region))
+    drawers = {s for s in scene.raw.object_sites_dict if scene.site_joints(s)}
+    pending = (s for s in plan(goal_state, drawers)
+               if s.kind == "move" and not scene.raw._eval_predicate([s.relation, s.obj, s.target]))
+    step = next(pending, None)
+    return goals, step.obj if step is not None else None
+
+
+# ------------------------------------------------------------------------------------- main loop
+def asset_labels() -> tuple[str, ...]:
+    """Readable names of every object and fixture category in the BDDL files of all suites (tables and
+    floors aside): the names a presence question may ask about where the scene lacks them."""
+    from pokevla.sim import suites
+
+    labels = set()
+    for task in (t for name in suites.SUITES for t in suites.list_tasks(name)):
+        text = Path(task.bddl_path).read_text()
+        for block in re.findall(r"\(:(?:objects|fixtures)(.*?)\)", text, flags=re.S):
+            for category in re.findall(r"-\s*(\w+)", block):
+                if "table" not in category and "floor" not in category:
+                    labels.add(readable_name(category))
+    return tuple(sorted(labels))
+
+
+def generate_knowledge(config: KnowledgeConfig, progress: bool = True) -> dict:
+    """Generates (or resumes) a knowledge dataset; returns a summary with the throughput."""
+    from tqdm import tqdm
+
+    from pokevla.sim.parallel import map_unordered
+
+    root = Path(config.out)
+    settings = config.settings()
+    _check_same_settings(root, settings)
+    hold_dir(root)
+    done = read_jsonl(root / JOURNAL, keys=("scene", "suite", "task_id", "index", "split", "records", "families"))
+    _drop_unjournaled(root, done)
+    groups = _groups(config)
+    vocabulary = asset_labels()
+    _write_meta(root, config, done)
+
+    bar = tqdm(total=config.samples, initial=min(config.samples, _total(done)), desc="knowledge", unit="sample",
+               disable=not progress)
+    t_start, new_scenes, new_samples = time.perf_counter(), 0, 0
+    while True:
+        jobs = _next_jobs(config, groups, done, vocabulary)
+        if not jobs:
+            break
+        with contextlib.closing(map_unordered(run_scene, jobs, config.workers, config.cluster)) as results:
+            for result in results:
+                entry = _write_scene(root, result)
+                done.append(entry)
+                new_scenes += 1
+                new_samples += entry["records"]
+                bar.update(min(entry["records"], max(0, config.samples - bar.n)))
+                if _reached(config, groups, done):
+                    break
+        if _reached(config, groups, done):
+            break
+    bar.close()
+    _write_meta(root, config, done)
+    elapsed = time.perf_counter() - t_start
+    return {"out": str(root), "samples": _total(done), "scenes": len(done), "new_samples": new_samples,
+            "new_scenes": new_scenes, "seconds": round(elapsed, 1),
+            "samples_per_hour": round(3600 * new_samples / elapsed) if new_samples else None,
+            "splits": _counts(done), "config": {**asdict(config), "cluster": asdict(config.cluster)}}
+
+
+def _groups(config: KnowledgeConfig) -> dict[str, tuple[list, int]]:
+    """Training and held-out tasks with their sample targets."""
+    from pokevla.sim import suites
+
+    heldout = round(HELDOUT_SHARE * config.samples) if config.heldout_suites else 0
+    train_tasks = [t for s in config.suites for t in suites.list_tasks(s)]
+    heldout_tasks = [t for s in config.heldout_suites for t in suites.list_tasks(s)]
+    return {"train": (train_tasks, config.samples - heldout), "heldout": (heldout_tasks, heldout)}
+
+
+def _group_of(entry: dict) -> str:
+    return "heldout" if entry["split"] == "heldout" else "train"
+
+
+def _reached(config: KnowledgeConfig, groups: dict, done: list[dict]) -> bool:
+    return all(sum(e["records"] for e in done if _group_of(e) == g) >= target for g, (_, target) in groups.items())
+
+
+def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabulary: tuple[str, ...]) -> list[SceneJob]:
+    """The scenes a round still needs, from each group's records per scene so far, spread over its
+    tasks (those with the fewest scenes first) and sorted by task so that workers reuse environments."""
+    jobs = []
+    for group, (tasks, target) in groups.items():
+        mine = [e for e in done if _group_of(e) == group]
+        have = sum(e["records"] for e in mine)
+        if have >= target or not tasks:
+            continue
+        per_scene = max(1.0, have / len(mine)) if mine else FIRST_GUESS_PER_SCENE
+        scenes = Counter((e["suite"], e["task_id"]) for e in mine)
+        last = {}
+        for e in mine:
+            key = (e["suite"], e["task_id"])
+            last[key] = max(last.get(key, -1), e["index"])
+        for _ in range(math.ceil((target - have) / per_scene)):
+            task = min(tasks, key=lambda t: (scenes[(t.suite, t.task_id)], t.suite, t.task_id))
+            key = (task.suite, task.task_id)
+            index = last.get(key, -1) + 1
+            scenes[key] += 1
+            last[key] = index
+            jobs.append(SceneJob(task.suite, task.task_id, index, split_of(scene_id(*key, index), group == "heldout"),
+                                 config.resolution, config.fast_render, config.seed, vocabulary))
+    return sorted(jobs, key=lambda j: (j.suite, j.task_id, j.index))
+
+
+def _write_scene(root: Path, result: dict) -> dict:
+    """Images, then records, then the journal line: a scene is in the dataset once journaled."""
+    for path, data in result["files"].items():
+        write_bytes_atomic(root / path, data)
+    if result["records"]:
+        append_jsonl_many(root / f"{result['split']}.jsonl", result["records"])
+    entry = {k: result[k] for k in ("scene", "suite", "task_id", "index", "split", "expert_success", "seconds")}
+    entry["records"] = len(result["records"])
+    entry["families"] = dict(Counter(r["family"] for r in result["records"]))
+    append_jsonl(root / JOURNAL, entry)
+    return entry
+
+
+def _drop_unjournaled(root: Path, done: list[dict]) -> None:
+    """Cuts each split file back to the records of journaled scenes: the lines of a scene whose run was
+    interrupted before its journal line come last, since every scene appends its records in one go."""
+    for split in SPLITS:
+        path = root / f"{split}.jsonl"
+        expected = sum(e["records"] for e in done if e["split"] == split)
+        if not path.exists():
+            if expected:
+                raise DatasetError(f"{path} is missing but the journal holds {expected} records of it; "
+                                   "use a new --out directory")
+            continue
+        lines = path.read_bytes().split(b"\n")
+        complete = lines[:-1]  # the part after the last newline is empty or a torn line
+        if len(complete) < expected:
+            raise DatasetError(f"{path} holds {len(complete)} records, the journal {expected}; the file was "
+                               "damaged: use a new --out directory")
+        if len(complete) > expected or lines[-1]:
+            write_bytes_atomic(path, b"".join(line + b"\n" for line in complete[:expected]))
+
+
+def _total(done: list[dict]) -> int:
+    return sum(e["records"] for e in done)
+
+
+def _counts(done: list[dict]) -> dict[str, dict[str, int]]:
+    """Records per family per split."""
+    counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
+    for e in done:
+        counts[e["split"]].update(e["families"])
+    return {s: dict(sorted(c.items())) for s, c in counts.items()}
+
+
+def _write_meta(root: Path, config: KnowledgeConfig, done: list[dict]) -> None:
+    meta = {
+        "generator": config.settings(),
+        "versions": package_versions(),
+        "scenes": "fresh samples of the tasks' BDDL placement regions (seeded, official arm-joint spread), "
+                  "never the official evaluation init states; split by scene",
+        "families": {f.name: {"kind": f.kind, "source": f.source} for f in FAMILIES.values()},
+        "scene_counts": dict(Counter(e["split"] for e in done)),
+        "counts": _counts(done),
+    }
+    write_json_atomic(root / META, meta)
+
+
+def _check_same_settings(root: Path, settings: dict) -> None:
+    meta_path = root / META
+    if not meta_path.exists():
+        if root.exists() and any(p.name != ".lock" for p in root.iterdir()):
+            raise DatasetError(f"{root} is not empty and holds no knowledge dataset; choose a new --out directory")
+        return
+    stored = read_json(meta_path, DatasetError).get("generator")
+    if stored != settings:
+        changed = sorted(k for k in settings if not isinstance(stored, dict) or stored.get(k) != settings[k])
+        raise DatasetError(f"{root} was generated with other settings ({', '.join(changed) or 'unreadable'} differ); "
+                           "rerun with the same flags or use another --out directory")

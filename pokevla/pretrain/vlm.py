@@ -1,0 +1,186 @@
+"""PokeVLM: the stage-1 vision-language model, the part of PokeVLA that sees and reads.
+
+    images -> DINOv2 + SigLIP -> projector -> patches written at the <image> placeholders -+
+    chat-formatted conversation tokens ---------------------------------------------------+-> Qwen2 -> next token
+
+It is built from the same `PokeVLAConfig` (the same presets) and holds the same modules under the
+same names as `PokeVLA` (`vision`, `projector`, `language`, `tokenizer`), so its weights go straight
+into a new PokeVLA (`pokevla.pretrain.transfer`, `pokevla train --init`). The loss is next-token
+cross-entropy on the answer tokens only (`chat.py` places the labels).
+
+What trains (`train`): "projector" (LLaVA's alignment), "llm" (projector + the whole language model),
+"lora" (projector + LoRA adapters on the language model, `config.lora`), "all" (the vision encoders
+too). The encoders stay frozen otherwise, as in Prismatic. The `<SEG>` and action-query embeddings the
+language module holds belong to stage 2: unused and frozen here, and never handed over.
+
+A checkpoint is one folder (`pokevla.model.checkpoint.save_folder`): config.json (with "model":
+"pokevlm" and what trained), backbones.json, model.safetensors and the tokenizer with its chat
+template.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence, get_args
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pokevla.common.errors import CheckpointError, ConfigError
+from pokevla.common.io import read_json
+from pokevla.model.backbones import Backbones, resolve_backbones
+from pokevla.model.checkpoint import BACKBONES, CONFIG, VLM_KIND, WEIGHTS, load_weights, read_config, save_folder
+from pokevla.model.config import PokeVLAConfig
+from pokevla.model.language import LanguageModel
+from pokevla.model.lora import apply_finetune
+from pokevla.model.processor import InputError, pixel_values
+from pokevla.model.tokenizer import load_tokenizer, token_ids
+from pokevla.model.vision import Projector, VisionEncoder
+from pokevla.pretrain.chat import IGNORE, ChatFormat, with_chat_template
+from pokevla.pretrain.config import Train
+
+TRAINS: tuple[str, ...] = get_args(Train)
+LLM_MODE = {"projector": "frozen", "llm": "full", "lora": "lora", "all": "full"}
+
+
+def image_pixels(images: Sequence[np.ndarray | torch.Tensor], size: int) -> torch.Tensor:
+    """uint8 images (H, W, 3), any sizes -> float32 (n, 3, S, S) in [0, 1]: the VLA processor's resize.
+
+    The whole image is resized (never cropped): point and box answers are fractions of the full image."""
+    if not images:
+        return torch.zeros(0, 3, size, size)
+    return torch.cat([pixel_values(torch.from_numpy(np.array(image, dtype=np.uint8))[None], size) for image in images])
+
+
+class PokeVLM(nn.Module):
+    """The stage-1 model of `config`; `train` chooses what trains (see the module docstring).
+
+    backbones, load_weights, tokenizer: as for `PokeVLA` (set by `from_pretrained`); by default the
+    backbones follow the config and pretrained weights are read from its local folders.
+    """
+
+    training_heads = False  # read by `checkpoint.load_weights`: stage 1 has neither of stage 2's heads
+
+    def __init__(self, config: PokeVLAConfig, train: Train = "llm", *, backbones: Backbones | None = None,
+                 load_weights: bool = True, tokenizer: Any = None):
+        super().__init__()
+        if train not in TRAINS:
+            raise ConfigError(f"unknown stage-1 training mode {train!r}; one of {', '.join(TRAINS)}")
+        if backbones is None:
+            config, backbones = resolve_backbones(config)
+        self.config, self.backbones, self.trains = config, backbones, train
+        self.tokenizer = with_chat_template(tokenizer if tokenizer is not None else load_tokenizer(config.llm.path))
+        self.token_ids = token_ids(self.tokenizer, backbones.llm.vocab_size)
+        self.vision = VisionEncoder(config.vision, backbones.dinov2, backbones.siglip, load_weights)
+        self.projector = Projector(self.vision.out_dim, backbones.llm.hidden_size)
+        self.language = LanguageModel(config.llm, backbones.llm, load_weights)
+        self.language.seg_embed.requires_grad_(False)
+        self.language.query_embed.requires_grad_(False)
+        apply_finetune(self.vision, "full" if train == "all" else "frozen", config.lora)
+        apply_finetune(self.language.llm, LLM_MODE[train], config.lora)
+        self.chat = ChatFormat(self.tokenizer, self.token_ids.image, config.grid ** 2)
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.net[0].weight.device
+
+    def embed(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """pixels (M, 3, S, S), input_ids (B, L) with N placeholders per image -> input embeddings (B, L, d).
+
+        The images' patches fill the placeholders in reading order (row by row), M * N of them."""
+        table = self.language.llm.get_input_embeddings()
+        is_image = input_ids == self.token_ids.image
+        embeds = table(input_ids.masked_fill(is_image, self.token_ids.pad))  # placeholders have no row in the table
+        placeholders = int(is_image.sum())
+        if pixels.shape[0] == 0:
+            if placeholders:
+                raise InputError(f"{placeholders} image placeholders but no image")
+            return embeds
+        patches = self.projector(self.vision(pixels.to(self.device)))  # (M, N, d)
+        if patches.shape[0] * patches.shape[1] != placeholders:
+            raise InputError(f"{placeholders} image placeholders for {patches.shape[0]} image(s) of "
+                             f"{patches.shape[1]} patches each")
+        return embeds.masked_scatter(is_image.unsqueeze(-1), patches.to(embeds.dtype).flatten(0, 1))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """A collated batch -> (mean cross-entropy over its answer tokens, metrics as floats).
+
+        batch: input_ids, attention_mask, labels int64 (B, L) (right-padded, labels -100 off the
+        answers), pixel_values float32 (M, 3, S, S) (every image of the batch, in placeholder order)."""
+        device = self.device
+        input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        labels = batch["labels"].to(device)
+        embeds = self.embed(batch["pixel_values"], input_ids)
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        h = self.language.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                                    use_cache=False).last_hidden_state
+        # position t predicts token t + 1; only answer positions reach the (vocabulary-wide) head
+        targets = labels[:, 1:]
+        keep = targets != IGNORE
+        logits = self.language.llm.lm_head(h[:, :-1][keep]).float()
+        loss = F.cross_entropy(logits, targets[keep])
+        return loss, {"loss": loss.item(), "answer_tokens": float(keep.sum())}
+
+    @torch.inference_mode()
+    def generate(self, images: Sequence[np.ndarray | torch.Tensor], question: str, max_new_tokens: int = 64) -> str:
+        """Greedy answer to `question` about uint8 `images` (H, W, 3), up to the end-of-turn token.
+
+        `question` may carry one `<image>` tag per image (placed as written); without tags the images
+        come first."""
+        was_training = self.training
+        self.eval()
+        ids = torch.tensor([self.chat.prompt(question, len(images))], device=self.device)
+        llm = self.language.llm
+        out = llm(inputs_embeds=self.embed(image_pixels(images, self.config.vision.image_size), ids),
+                  use_cache=True, logits_to_keep=1)
+        stop = {self.chat.end_of_turn, self.tokenizer.eos_token_id}
+        answer: list[int] = []
+        for _ in range(max_new_tokens):
+            token = int(out.logits[0, -1].argmax())
+            if token in stop:
+                break
+            answer.append(token)
+            step = llm.get_input_embeddings()(torch.tensor([[token]], device=self.device))
+            out = llm(inputs_embeds=step, past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+        self.train(was_training)
+        return self.tokenizer.decode(answer, skip_special_tokens=True)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        save_folder(self, path, meta={"model": VLM_KIND, "train": self.trains})
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "PokeVLM":
+        """The stage-1 model saved in the folder `path`."""
+        path = Path(path)
+        meta = read_stage1_meta(path)
+        try:
+            backbones = Backbones.from_json(read_json(path / BACKBONES, CheckpointError))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path / BACKBONES}: {e}") from None
+        model = cls(read_config(path), meta["train"], backbones=backbones, load_weights=False,
+                    tokenizer=load_tokenizer(path))
+        load_weights(model, path / WEIGHTS)
+        return model.to(device)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Loads the weights saved in `path` into this model; its config must be ours."""
+        path = Path(path)
+        meta = read_stage1_meta(path)
+        if read_config(path) != self.config or meta["train"] != self.trains:
+            raise CheckpointError(f"{path} was saved from another stage-1 configuration")
+        load_weights(self, path / WEIGHTS)
+
+
+def read_stage1_meta(path: Path) -> dict:
+    """config.json of a stage-1 folder; anything else is a one-line `CheckpointError`."""
+    if not (path / CONFIG).is_file():
+        raise CheckpointError(f"{path} is not a model folder: {CONFIG} is missing")
+    meta = read_json(path / CONFIG, CheckpointError)
+    if meta.get("model") != VLM_KIND:
+        raise CheckpointError(f"{path} is not a stage-1 PokeVLM checkpoint (a PokeVLA policy?); "
+                              f"make one with `pokevla pretrain` or `pokevla vlm init`")
+    if meta.get("train") not in TRAINS:
+        raise CheckpointError(f"{path / CONFIG}: unknown training mode {meta.get('train')!r}")
+    return meta

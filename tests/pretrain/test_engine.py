@@ -1,0 +1,374 @@
+"""The knowledge families on synthetic frames (masks, depth and cameras made here), the engine's
+bookkeeping, and one real scene rendered end to end (marked sim)."""
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+
+from pokevla.common.errors import DatasetError
+from pokevla.pretrain import engine, families
+from pokevla.pretrain.frames import Frame, Goal, Region, SceneObject, erode, free_space_mask, readable_name
+from pokevla.pretrain.records import record_problem
+
+RES = 64
+TABLE_DEPTH = 1.0  # the camera hangs 1 m above the table (z = 0), looking straight down
+POINT = re.compile(r"\(([-\d.]+), ([-\d.]+)\)")
+
+
+def camera() -> tuple[np.ndarray, np.ndarray]:
+    """K (fx = fy = 64 px, 1 m of table spans the image) and camera -> world: image x along world +x,
+    image y along world -y."""
+    k = np.array([[64.0, 0, RES / 2], [0, 64.0, RES / 2], [0, 0, 1]])
+    pose = np.eye(4)
+    pose[:3, :3] = [[1, 0, 0], [0, -1, 0], [0, 0, -1]]
+    pose[:3, 3] = [0, 0, TABLE_DEPTH]
+    return k, pose
+
+
+def box(name, label, center_xy, size=0.1, height=0.08, movable=True, grasp=None):
+    lo = np.array([center_xy[0] - size / 2, center_xy[1] - size / 2, 0.0])
+    hi = np.array([center_xy[0] + size / 2, center_xy[1] + size / 2, height])
+    return name, label, lo, hi, movable, grasp
+
+
+def make_frame(specs, **extra) -> Frame:
+    """Renders axis-aligned boxes standing on the table as the straight-down camera sees their tops
+    (instance map and depth), and wraps them in a Frame."""
+    k, pose = camera()
+    v, u = np.mgrid[0:RES, 0:RES] + 0.5
+    x, y = (u - k[0, 2]) / k[0, 0], -(v - k[1, 2]) / k[1, 1]  # world xy per metre of depth
+    instances = np.zeros((RES, RES), np.int32)
+    depth = np.full((RES, RES), TABLE_DEPTH, np.float32)
+    objects = []
+    for i, (name, label, lo, hi, movable, grasp) in enumerate(specs, start=1):
+        d = TABLE_DEPTH - hi[2]
+        top = (x * d >= lo[0]) & (x * d <= hi[0]) & (y * d >= lo[1]) & (y * d <= hi[1]) & (d < depth)
+        instances[top], depth[top] = i, d
+        objects.append(SceneObject(name, label, lo, hi, i, movable, grasp=None if grasp is None else np.array(grasp)))
+    fields = dict(id="suite/task00/scene00000/f0", scene="suite/task00/scene00000",
+                  image="images/suite/task00/scene00000/f0_primary.png",
+                  wrist_image="images/suite/task00/scene00000/f0_wrist.png", instances=instances, depth=depth,
+                  intrinsics=k, cam_to_world=pose, objects=objects, instruction="put the soup in the basket",
+                  success=False, absent_labels=("ketchup", "milk"))
+    fields.update(extra)
+    return Frame(**fields)
+
+
+def scene_frame(**extra) -> Frame:
+    return make_frame([box("alphabet_soup_1", "alphabet soup", (-0.25, 0.2)),
+                       box("basket_1", "basket", (0.25, 0.2), size=0.16, height=0.1),
+                       box("akita_black_bowl_1", "black bowl", (-0.3, -0.25)),
+                       box("akita_black_bowl_2", "black bowl", (0.05, -0.25)),
+                       box("butter_1", "butter", (0.3, -0.2), height=0.03)], **extra)
+
+
+def run(family, frame, seeds=range(20)):
+    return [r for s in seeds for r in families.FAMILIES[family].make(frame, np.random.default_rng(s))]
+
+
+def points(record) -> np.ndarray:
+    return np.array([[float(a), float(b)] for a, b in POINT.findall(record["conversations"][1]["value"])])
+
+
+def pixel(frame, xy):
+    return int(xy[1] * RES), int(xy[0] * RES)  # normalised (x, y) -> (row, column), as the scorers read it
+
+
+def label_in(record, frame):
+    question = record["conversations"][0]["value"]
+    return [o for o in frame.objects if f"the {o.label}" in question]
+
+
+
+# ------------------------------------------------------------------------------------- families
+def test_pointed_pixels_lie_on_the_named_object_and_the_target_mask():
+    frame = scene_frame()
+    records = run("point_object", frame)
+    assert records
+    for r in records:
+        (obj,) = label_in(r, frame)
+        assert obj.label != "black bowl"  # two of them: never named alone
+        pts = points(r)
+        assert 1 <= len(pts) <= 3
+        for p in pts:
+            assert frame.instances[pixel(frame, p)] == obj.instance
+        np.testing.assert_array_equal(frame.masks[r["target"]] > 0, frame.mask(obj))
+        assert record_problem(r) is None
+
+
+def test_boxes_enclose_exactly_the_visible_mask():
+    frame = scene_frame()
+    for r in run("box_object", frame, range(3)):
+        (obj,) = label_in(r, frame)
+        rows, cols = np.nonzero(frame.mask(obj))
+        assert r["target"] == [cols.min() / RES, rows.min() / RES, (cols.max() + 1) / RES, (rows.max() + 1) / RES]
+        assert record_problem(r) is None
+
+
+def test_left_of_answers_agree_with_the_projected_positions_in_both_polarities():
+    frame = scene_frame()
+    records = run("relation", frame)
+    answers = {r["conversations"][1]["value"] for r in records}
+    assert answers == {"yes", "no"}
+    for r in records:
+        q = r["conversations"][0]["value"]
+        a, relation_word, b = re.search(r"In the image, is the (.+?) (to the left of|to the right of|in front of|behind) "
+                                        r"the (.+?)\?", q).group(1, 2, 3)
+        oa, ob = (next(o for o in frame.objects if o.label == n) for n in (a, b))
+        ua, ub = (frame.project(o.center)[0, 0] for o in (oa, ob))
+        za, zb = (frame.to_camera(o.center)[0, 2] for o in (oa, ob))
+        truth = {"to the left of": ua < ub, "to the right of": ua > ub, "in front of": za < zb, "behind": za > zb}
+        assert r["conversations"][1]["value"] == ("yes" if truth[relation_word] else "no")
+
+
+def test_near_ties_are_not_asked():
+    # same column and same height: neither left/right nor front/behind is clear
+    frame = make_frame([box("milk_1", "milk", (0.0, 0.2)), box("butter_1", "butter", (0.01, -0.2))])
+    assert run("relation", frame) == []
+    assert run("closer", frame) == []  # 0.1 mm apart in distance from the camera
+
+
+def test_order_and_anchor_references_point_at_the_right_instance():
+    frame = scene_frame()
+    records = run("refer_order", frame, range(40))
+    assert records
+    bowls = [o for o in frame.objects if o.label == "black bowl"]
+    for r in records:
+        q = r["conversations"][0]["value"]
+        u = {o.name: frame.project(o.center)[0, 0] for o in bowls}
+        dist = {o.name: frame.camera_distance(o.center)[0] for o in bowls}
+        want = {"leftmost": min(u, key=u.get), "rightmost": max(u, key=u.get),
+                "nearest": min(dist, key=dist.get), "farthest": max(dist, key=dist.get)}
+        word = next(w for w in want if w in q)
+        target = frame.by_name(want[word])
+        assert all(frame.instances[pixel(frame, p)] == target.instance for p in points(r))
+    for r in run("refer_anchor", frame):
+        (anchor,) = label_in(r, frame)
+        closest = min((o for o in frame.objects if o.name != anchor.name),
+                      key=lambda o: np.linalg.norm(o.center - anchor.center))
+        assert all(frame.instances[pixel(frame, p)] == closest.instance for p in points(r))
+
+
+def test_free_space_points_match_the_depth_map_and_avoid_objects():
+    frame = scene_frame()
+    soup = frame.by_name("alphabet_soup_1")
+    mask = free_space_mask(frame, soup)
+    assert mask.sum() > 20
+    # every free pixel sees the table plane (depth within 2.5 cm of it) and no object
+    assert np.all(np.abs(frame.depth[mask] - TABLE_DEPTH) < 0.025) and np.all(frame.instances[mask] == 0)
+    table = frame.points[mask]
+    gaps = [np.linalg.norm(np.maximum(np.maximum(o.lo[:2] - table[:, :2], table[:, :2] - o.hi[:2]), 0), axis=1)
+            for o in frame.objects]
+    assert np.all((gaps[0] >= 0.03) & (gaps[0] <= 0.15))  # beside the soup
+    assert all(np.all(g >= 0.04) for g in gaps[1:])  # clear of the others
+    # a flat thing lying on the table in the ring (1 cm tall) removes its pixels: occupied
+    lid = box("plate_1", "plate", (-0.25, 0.05), size=0.08, height=0.01)
+    covered = make_frame([box("alphabet_soup_1", "alphabet soup", (-0.25, 0.2)), lid])
+    assert not (free_space_mask(covered, covered.objects[0]) & covered.mask(covered.objects[1])).any()
+    for r in run("free_space", frame):
+        assert all(mask_of(frame, r)[pixel(frame, p)] for p in points(r))
+
+
+def mask_of(frame, record):
+    return frame.masks[record["target"]] > 0
+
+
+def test_goal_place_uses_the_receptacle_or_the_region_on_its_parent():
+    on_object = scene_frame(goals=[Goal("alphabet_soup_1", "on", "basket_1")])
+    (r,) = run("goal_place", on_object, [0])
+    np.testing.assert_array_equal(mask_of(on_object, r), on_object.mask(on_object.by_name("basket_1")))
+    basket = on_object.by_name("basket_1")
+    # a region covering the basket's left half, on its top face
+    region = Region(center=np.array([0.21, 0.2, 0.1]), rotation=np.eye(3), half=np.array([0.04, 0.08, 0.005]),
+                    instance=basket.instance)
+    in_region = scene_frame(goals=[Goal("alphabet_soup_1", "in", "basket_1_contain_region", region)])
+    (r,) = run("goal_place", in_region, [0])
+    mask = mask_of(in_region, r)
+    assert mask.sum() > 0 and not (mask & ~in_region.mask(basket)).any()
+    assert np.all(in_region.points[mask][:, 0] <= 0.25 + 1e-6)  # only its left half
+    assert all(mask[pixel(in_region, p)] for p in points(r))
+    # inside a tall region box, the same pixels on a steep face (depth rising 2 cm per pixel, 55 degrees)
+    # are no place to put a thing: only up-facing surfaces count
+    tall = Region(center=np.array([0.25, 0.2, 0.3]), rotation=np.eye(3), half=np.array([0.08, 0.08, 0.3]),
+                  instance=basket.instance)
+    goals = [Goal("alphabet_soup_1", "in", "basket_1_contain_region", tall)]
+    assert len(run("goal_place", scene_frame(goals=goals), [0])) == 1
+    steep = in_region.depth.copy()
+    rows, cols = np.nonzero(in_region.mask(basket))
+    steep[rows, cols] -= 0.02 * (cols - cols.min())
+    wall = scene_frame(depth=steep, goals=goals)
+    assert not wall.upward[erode(wall.mask(basket))].any()
+    assert run("goal_place", wall, [0]) == []
+
+
+def test_grasp_point_is_on_the_object_near_the_expert_grasp():
+    frame = make_frame([box("milk_1", "milk", (0.1, 0.1), grasp=(0.1, 0.1, 0.05)),
+                        box("butter_1", "butter", (-0.2, -0.1))])
+    (r,) = run("grasp_point", frame, [0])
+    (p,) = points(r)
+    assert frame.instances[pixel(frame, p)] == 1
+    uv = frame.project(np.array([0.1, 0.1, 0.05]))[0] / RES
+    assert np.linalg.norm(p - uv) < 2 / RES
+
+
+def test_counts_presence_and_inventory():
+    frame = scene_frame()
+    for r in run("presence", frame):
+        label = re.search(r"Is there a (.+) in the image\?", r["conversations"][0]["value"]).group(1)
+        assert r["target"] == ("no" if label in frame.absent_labels else "yes")
+    assert {r["target"] for r in run("presence", frame)} == {"yes", "no"}
+    counts = {re.search(r"How many (.+) are there", r["conversations"][0]["value"]).group(1): r["target"]
+              for r in run("count", frame)}
+    assert counts["black bowls"] == 2 and counts.get("milks", 0) == 0 and counts["alphabet soups"] == 1
+    (r,) = run("inventory", frame, [0])
+    assert r["target"] == "alphabet soup, basket, 2 black bowls, butter"
+    # a sliver of an object in view makes the list uncertain: no inventory
+    sliver = make_frame([box("milk_1", "milk", (0.0, 0.0)), box("butter_1", "butter", (0.3, 0.3), size=0.03)])
+    assert 0 < sliver.pixels(sliver.objects[1]) < sliver.min_pixels
+    assert run("inventory", sliver) == []
+
+
+def test_closer_distance_success_and_next_object():
+    frame = make_frame([box("milk_1", "milk", (0.0, 0.2), height=0.3), box("butter_1", "butter", (0.0, -0.2), height=0.02)],
+                       next_object="butter_1")
+    for r in run("closer", frame):
+        options = dict(re.findall(r"\(([AB])\) the (\w+)", r["conversations"][0]["value"]))
+        assert options[r["target"]] == "milk"  # its centre is 14 cm higher, nearer the camera
+    (d,) = {r["target"] for r in run("distance", frame)}
+    assert d == round(100 * np.linalg.norm([0.0, 0.4, 0.14]))
+    assert {r["target"] for r in run("success", make_frame([], success=True))} == {"yes"}
+    negatives = run("success", frame, range(40))
+    assert 0 < len(negatives) < 40 and {r["target"] for r in negatives} == {"no"}
+    assert all(r["image"] == [frame.image, frame.wrist_image] and record_problem(r) is None for r in negatives)
+    for r in run("next_object", frame):
+        options = dict(re.findall(r"\(([AB])\) the (\w+)", r["conversations"][0]["value"]))
+        assert options[r["target"]] == "butter"
+
+
+def test_readable_names():
+    assert readable_name("akita_black_bowl_2") == "black bowl"
+    assert readable_name("alphabet_soup_1") == "alphabet soup"
+    assert readable_name("new_salad_dressing") == "salad dressing"
+
+
+# --------------------------------------------------------------------------------------- engine
+def test_splits_are_by_scene_and_deterministic():
+    ids = [engine.scene_id("libero_object", t, i) for t in range(10) for i in range(200)]
+    splits = [engine.split_of(s, heldout=False) for s in ids]
+    assert splits == [engine.split_of(s, heldout=False) for s in ids]
+    assert 0.03 < splits.count("val") / len(ids) < 0.07 and set(splits) == {"train", "val"}
+    assert engine.split_of(ids[0], heldout=True) == "heldout"
+    assert engine.frame_steps(100) == [0, 20, 40, 60, 80]
+    assert engine.frame_steps(2) == [0, 1]
+
+
+def fake_result(scene_index, n, split="train"):
+    scene = engine.scene_id("libero_object", 0, scene_index)
+    image = f"images/{scene}/f0_primary.png"
+    records = [{"id": f"{scene}/f0/presence/{i}", "image": image, "family": "presence", "scene": scene,
+                "conversations": [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "yes"}]}
+               for i in range(n)]
+    return {"scene": scene, "suite": "libero_object", "task_id": 0, "index": scene_index, "split": split,
+            "expert_success": True, "seconds": 1.0, "records": records, "files": {image: b"png"}}
+
+
+def test_an_interrupted_scene_leaves_no_records_behind(tmp_path):
+    done = [engine._write_scene(tmp_path, fake_result(0, 3)), engine._write_scene(tmp_path, fake_result(1, 2))]
+    # the third scene's records were appended, with a torn tail, but its journal line never was
+    with open(tmp_path / "train.jsonl", "a") as f:
+        f.write("\n".join(json.dumps(r) for r in fake_result(2, 4)["records"]) + '\n{"id": "torn')
+    engine._drop_unjournaled(tmp_path, done)
+    ids = [json.loads(line)["id"] for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert len(ids) == 5 and len(set(ids)) == 5 and all("scene00002" not in i for i in ids)
+    assert (tmp_path / "images/libero_object/task00/scene00001/f0_primary.png").read_bytes() == b"png"
+    with pytest.raises(DatasetError, match="damaged"):
+        engine._drop_unjournaled(tmp_path, done + [engine._write_scene(tmp_path / "other", fake_result(3, 9))])
+
+
+def test_rounds_spread_scenes_over_tasks_and_stop_at_the_target():
+    config = engine.KnowledgeConfig(suites=("libero_object",), heldout_suites=("libero_goal",), out="unused", samples=1000)
+    groups = engine._groups(config)
+    assert groups["train"][1] == 900 and groups["heldout"][1] == 100
+    jobs = engine._next_jobs(config, groups, [], ("milk",))
+    assert sum(j.split == "heldout" for j in jobs) == 1 and len(jobs) == 10  # first guess: 100 records a scene
+    assert len({(j.suite, j.task_id) for j in jobs}) == 10  # 9 training tasks + 1 held-out one
+    done = [{"scene": engine.scene_id("libero_object", 0, i), "suite": "libero_object", "task_id": 0, "index": i,
+             "split": "train", "records": 300, "families": {}} for i in range(3)]
+    jobs = engine._next_jobs(config, groups, done, ())
+    assert [j.split for j in jobs] == ["heldout"]
+    assert not engine._reached(config, groups, done)
+
+
+def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_input):
+    base = ["generate", "knowledge", "--out", tmp_path / "k"]
+    bad_input([*base, "--suites", "libero_object", "--samples", "0"], "--samples must be at least 1", [tmp_path / "k"])
+    bad_input([*base, "--suites", "libero_nine"], "unknown suite 'libero_nine'", [tmp_path / "k"])
+    bad_input([*base, "--suites", "libero_object", "--heldout-suites", "libero_object"], "both a training and a held-out")
+    bad_input([*base, "--suites", "libero_object", "--resolution", "8"], "--resolution 8 is out of range")
+    bad_input([*base, "--suites", "libero_object", "--workers", "0"], "--workers must be at least 1")
+    bad_input([*base, "--suites", ","], "has an empty name")
+    out = tmp_path / "done"
+    out.mkdir()
+    settings = engine.KnowledgeConfig(suites=("libero_object",), out=str(out), resolution=128).settings()
+    (out / "meta.json").write_text(json.dumps({"generator": settings}))
+    bad_input(["generate", "knowledge", "--out", out, "--suites", "libero_object", "--resolution", "64"],
+              "other settings (resolution differ)", [out])
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.txt").write_text("mine")
+    bad_input(["generate", "knowledge", "--out", tmp_path / "busy", "--suites", "libero_object"], "is not empty")
+
+
+# ----------------------------------------------------------------------------------- real scene
+@pytest.mark.sim
+def test_a_real_scene_is_labelled_on_its_segmentation_and_resumes_without_duplicates(tmp_path, monkeypatch):
+    frames = []
+    real_frame = engine.frame_from_env
+
+    def keep(*args, **kwargs):
+        frames.append(real_frame(*args, **kwargs))
+        return frames[-1]
+
+    monkeypatch.setattr(engine, "frame_from_env", keep)  # one worker: the scene runs in this process
+    out = tmp_path / "k"
+    config = engine.KnowledgeConfig(suites=("libero_object",), out=str(out), samples=50, resolution=RES, fast_render=True)
+    first = engine.generate_knowledge(config, progress=False)
+    assert first["scenes"] == 1 and first["samples"] >= 50
+    records = [json.loads(line) for line in (out / f"{engine.split_of(frames[0].scene, False)}.jsonl").read_text().splitlines()]
+    assert len(records) == first["samples"] and all(record_problem(r, out) is None for r in records)
+    by_id = {f.id: f for f in frames}
+
+    # the camera convention: each visible object's projected 3D centre falls on (or beside) its own mask
+    for obj in (o for o in frames[0].objects if frames[0].visible(o)):
+        rows, cols = np.nonzero(frames[0].mask(obj))
+        uv = frames[0].project(obj.center)[0]
+        assert np.hypot(cols + 0.5 - uv[0], rows + 0.5 - uv[1]).min() < 2.0, obj.name
+    pointed = [r for r in records if r["family"] == "point_object"]
+    assert pointed
+    for r in pointed:
+        frame = by_id[r["id"].rsplit("/", 2)[0]]
+        (obj,) = label_in(r, frame)
+        assert all(frame.instances[pixel(frame, p)] == obj.instance for p in points(r))
+    for r in (r for r in records if r["family"] == "free_space"):
+        frame = by_id[r["id"].rsplit("/", 2)[0]]
+        (obj,) = label_in(r, frame)
+        for p in points(r):  # the table seen there, at the height the object stands on
+            assert frame.instances[pixel(frame, p)] == 0 and abs(frame.points[pixel(frame, p)][2] - obj.lo[2]) < 0.025
+    success = {r["id"].rsplit("/", 2)[0]: r["target"] for r in records if r["family"] == "success"}
+    assert all(t == ("yes" if by_id[f].success else "no") for f, t in success.items())
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    assert frames[-1].success == journal[0]["expert_success"]  # the last frame is the rollout's end
+    meta = json.loads((out / "meta.json").read_text())
+    assert sum(sum(c.values()) for c in meta["counts"].values()) == first["samples"]
+    assert set(meta["families"]) == set(families.FAMILIES) and meta["versions"]["mujoco"]
+
+    again = engine.generate_knowledge(config, progress=False)  # the same command: nothing to do
+    assert again["new_samples"] == 0 and again["scenes"] == 1
+    more = engine.generate_knowledge(dataclasses.replace(config, samples=first["samples"] + 1),
+                                     progress=False)
+    assert more["scenes"] == 2
+    ids = [json.loads(line)["id"] for split in ("train", "val") if (out / f"{split}.jsonl").exists()
+           for line in (out / f"{split}.jsonl").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == more["samples"]

@@ -1,0 +1,237 @@
+"""The benchmarks' scoring rules on hand-made answers, and the chance baselines on known targets."""
+
+import numpy as np
+import pytest
+
+from pokevla.common.errors import DatasetError
+from pokevla.data.lerobot import encode_png
+from pokevla.pretrain.records import format_box, format_points
+from pokevla.pretrain.scoring import (box_iou, final_answer, format_table, parse_box, parse_choice, parse_count,
+                                      parse_distance, parse_points, parse_yesno, point_score, score_records,
+                                      yesno_correct)
+
+WIDTH, HEIGHT = 20, 10
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A 20 x 10 mask whose left half (columns 0-9) is inside, one with 60 of 200 pixels inside
+    (rows 0-2), and a 20 x 10 image."""
+    left = np.zeros((HEIGHT, WIDTH), np.uint8)
+    left[:, :10] = 255
+    top = np.zeros((HEIGHT, WIDTH), np.uint8)
+    top[:3] = 1
+    (tmp_path / "left.png").write_bytes(encode_png(left))
+    (tmp_path / "top.png").write_bytes(encode_png(top))
+    (tmp_path / "image.png").write_bytes(encode_png(np.zeros((HEIGHT, WIDTH, 3), np.uint8)))
+    return tmp_path
+
+
+def record(family, answer_type, target, id="r"):
+    return {"id": id, "image": "image.png", "conversations": [], "family": family, "answer_type": answer_type,
+            "target": target}
+
+
+def point_scores(root, answers, mask="left.png"):
+    records = [record("point", "point", mask, id=str(i)) for i in range(len(answers))]
+    return [score_records([r], [a], root)["families"]["point"]["score"] for r, a in zip(records, answers)]
+
+
+POINT_ANSWERS = [
+    ("[(0.25, 0.5)]", 1.0),                          # normalised, inside
+    ("[(0.75, 0.5)]", 0.0),                          # normalised, outside the mask
+    ("[(0.25, 0.5), (0.75, 0.5)]", 0.5),             # half of the points in
+    ("(3, 4)", 1.0),                                 # integers are pixels
+    ("(15, 4)", 0.0),
+    ("(25, 4)", 0.0),                                # outside the image
+    ("[(0.5, 1.2)]", 0.0),                           # normalised but outside the image
+    ("[(0.25, 0.0, 0.75, 1.0)]", 0.5),               # a box: columns 5-14, half of them inside
+    ("[(0, 0, 10, 10)]", 1.0),                       # a pixel box covering the mask exactly
+    ("[(-5, 0, 5, 10)]", 1.0),                       # a box counts only its pixels in the image
+    ("The bowl is at (0.2, 0.5) and (0.3, 0.5).", 1.0),
+    ("Step 1: the plate is at (0.9, 0.5). A: [(0.2, 0.5)]", 1.0),  # a reasoning chain: its final answer
+    ("I cannot see it.", 0.0),
+    ("[(x, y)]", 0.0),
+    ("[(0.5, 0.5, 0.5)]", 0.0),                      # a 3-tuple is neither a point nor a box
+    ("", 0.0),
+]
+
+
+@pytest.mark.parametrize("answer, score", POINT_ANSWERS, ids=[a or "empty" for a, _ in POINT_ANSWERS])
+def test_pointing_scores_the_fraction_of_predicted_pixels_in_the_mask(root, answer, score):
+    assert point_scores(root, [answer]) == [pytest.approx(score)]
+
+
+def test_parse_points_gives_pixels_x_then_y():
+    assert parse_points("[(0.25, 0.5), (3, 4)]", WIDTH, HEIGHT).tolist() == [[5, 5], [3, 4]]
+    assert parse_points("[(0.999, 0.999)]", WIDTH, HEIGHT).tolist() == [[19, 9]]
+    assert parse_points("[(1.0, 1.0)]", WIDTH, HEIGHT).tolist() == [[20, 10]]  # just outside the image
+    box = parse_points("(2, 3, 4, 5)", WIDTH, HEIGHT)
+    assert sorted(map(tuple, box.tolist())) == [(2, 3), (2, 4), (3, 3), (3, 4)]
+    assert parse_points("nothing", WIDTH, HEIGHT).shape == (0, 2)
+
+
+def test_point_score_counts_points_outside_the_image_as_misses():
+    mask = np.ones((2, 2), bool)
+    assert point_score(np.array([[0, 0], [1, 1], [2, 0], [-1, 0]]), mask) == 0.5
+    assert point_score(np.zeros((0, 2), np.int64), mask) == 0.0
+
+
+def test_points_written_in_our_convention_score_as_intended(root):
+    assert point_scores(root, [format_points([(0.1, 0.1), (0.45, 0.9)])]) == [1.0]
+    assert point_scores(root, [format_box([0.0, 0.0, 0.5, 1.0])]) == [1.0]
+
+
+def test_a_pointing_family_is_the_mean_over_questions_with_the_mask_area_as_chance(root):
+    records = [record("place", "point", "left.png", "a"), record("place", "point", "top.png", "b")]
+    result = score_records(records, ["[(0.1, 0.5)]", "no idea"], root)
+    family = result["families"]["place"]
+    assert family["score"] == pytest.approx(0.5) and family["n"] == 2
+    assert family["chance"] == pytest.approx((0.5 + 0.3) / 2)  # area fractions of the two masks, exactly
+    assert family["higher_is_better"] and family["answer_type"] == "point"
+    assert result["unparseable"] == {"place": 1}
+
+
+def test_box_iou():
+    assert box_iou((0, 0, 1, 1), (0, 0, 1, 1)) == 1.0
+    assert box_iou((0, 0, 0.5, 0.5), (0, 0, 1, 1)) == pytest.approx(0.25)
+    assert box_iou((0, 0, 0.5, 1), (0.25, 0, 0.75, 1)) == pytest.approx(1 / 3)
+    assert box_iou((0, 0, 0.1, 0.1), (0.5, 0.5, 1, 1)) == 0.0
+    assert box_iou((0.5, 0.5, 0.1, 0.1), (0, 0, 1, 1)) == 0.0  # reversed corners: an empty box
+
+
+def test_parse_box_takes_the_first_4_tuple_normalised():
+    two = "(0.5, 0.5) then [(0.1, 0.2, 0.3, 0.4)], (0.0, 0.0, 1.0, 1.0)"
+    assert parse_box(two, WIDTH, HEIGHT) == (0.1, 0.2, 0.3, 0.4)
+    assert parse_box("[(2, 1, 10, 5)]", WIDTH, HEIGHT) == (0.1, 0.1, 0.5, 0.5)
+    assert parse_box("[(0.1, 0.2)]", WIDTH, HEIGHT) is None
+
+
+def test_boxes_score_accuracy_at_iou_one_half_with_the_whole_image_as_chance(root):
+    target = [0.0, 0.0, 0.5, 0.5]
+    answers = ["[(0.0, 0.0, 0.5, 0.5)]",   # IoU 1
+               "[(0.0, 0.0, 0.5, 0.4)]",   # IoU 0.8
+               "[(0.0, 0.0, 1.0, 1.0)]",   # IoU 0.25
+               "[(0, 0, 10, 5)]",          # pixels of the 20 x 10 image: the target exactly
+               "a box around the bowl"]    # unparseable
+    records = [record("box", "box", target, str(i)) for i in range(len(answers))]
+    records.append(record("box", "box", [0.0, 0.0, 1.0, 0.6], "big"))
+    answers.append("[(0.0, 0.0, 1.0, 0.6)]")
+    result = score_records(records, answers, root)
+    assert result["families"]["box"]["score"] == pytest.approx(4 / 6)
+    # a box over the whole image hits only the target covering >= half of it
+    assert result["families"]["box"]["chance"] == pytest.approx(1 / 6)
+    assert result["unparseable"]["box"] == 1
+
+
+@pytest.mark.parametrize("answer, truth, correct", [
+    ("Yes", "yes", True), ("yes, the bowl is left of the plate.", "yes", True), ("**No**", "no", True),
+    ("No.", "yes", False), ("The answer is yes", "yes", False),  # the rule is a prefix, not a search
+    ("", "no", False),
+])
+def test_yes_no_is_correct_iff_the_normalised_answer_starts_with_the_truth(answer, truth, correct):
+    assert yesno_correct(answer, truth) is correct
+
+
+def test_yes_no_parsing():
+    assert parse_yesno(" YES!") == "yes" and parse_yesno("no way") == "no" and parse_yesno("maybe") is None
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("(B) the red bowl", "B"), ("B", "B"), ("B. the plate", "B"), ("C) left", "C"),
+    ("The answer is (c).", "C"), ("a bowl", None), ("I am not sure", None), ("A: (D)", "D"),
+])
+def test_choice_letters(text, letter):
+    assert parse_choice(text) == letter
+
+
+def test_choice_scores_the_letter_against_the_target_with_the_majority_as_chance(root):
+    targets = ["(B) red bowl", "(B) plate", "(A) cup"]
+    records = [record("next_step", "choice", t, str(i)) for i, t in enumerate(targets)]
+    result = score_records(records, ["(B) the bowl", "A", "none of them"], root)
+    assert result["families"]["next_step"]["score"] == pytest.approx(1 / 3)
+    assert result["families"]["next_step"]["chance"] == pytest.approx(2 / 3)  # always "(B)"
+    assert result["unparseable"]["next_step"] == 1
+
+
+@pytest.mark.parametrize("text, count", [
+    ("3", 3), ("three bowls", 3), ("There are 4.", 4), ("Ten", 10), ("zero", 0), ("many", None),
+])
+def test_counts(text, count):
+    assert parse_count(text) == count
+
+
+def test_counts_score_exact_matches(root):
+    records = [record("count", "count", n, str(i)) for i, n in enumerate([3, 3, 2, 10])]
+    result = score_records(records, ["3", "three", "There are 4.", "some"], root)
+    assert result["families"]["count"]["score"] == pytest.approx(0.5)
+    assert result["families"]["count"]["chance"] == pytest.approx(0.5)  # always 3
+    assert result["unparseable"]["count"] == 1
+
+
+@pytest.mark.parametrize("text, centimetres", [
+    ("50", 50), ("50 cm", 50), ("about 0.45m away", 45), ("400 mm", 40), ("2 meters", 200),
+    ("12 centimetres", 12), ("1.5 M", 150), ("42.5cm.", 42.5), ("far away", None),
+])
+def test_distances_are_read_in_centimetres_with_their_unit(text, centimetres):
+    assert parse_distance(text) == (pytest.approx(centimetres) if centimetres is not None else None)
+
+
+def test_distances_report_relative_error_and_accuracy_within_25_percent(root):
+    records = [record("distance", "distance", d, str(i)) for i, d in enumerate([50, 100, 200, 50])]
+    result = score_records(records, ["0.5 m", "120 cm", "I don't know", "70"], root)
+    family = result["families"]["distance"]
+    assert family["score"] == pytest.approx((0.0 + 0.2 + 1.0 + 0.4) / 4)
+    assert family["within_25"] == pytest.approx(0.5) and not family["higher_is_better"]
+    # always the median target, 75 cm: relative errors 0.5, 0.25, 0.625, 0.5
+    assert family["chance"] == pytest.approx((0.5 + 0.25 + 0.625 + 0.5) / 4)
+    assert family["within_25_chance"] == pytest.approx(0.25)
+    assert result["unparseable"]["distance"] == 1
+
+
+def test_chance_baselines_come_from_the_reference_records_when_given(root):
+    records = [record("left_of", "yesno", t, str(i)) for i, t in enumerate(["yes", "yes", "no"])]
+    reference = [record("left_of", "yesno", t, f"t{i}") for i, t in enumerate(["no", "No", "yes"])]
+    answers = ["Yes.", "no", "No, it is right of it."]
+    assert score_records(records, answers, root)["families"]["left_of"]["chance"] == pytest.approx(2 / 3)
+    result = score_records(records, answers, root, reference=reference)
+    assert result["families"]["left_of"]["score"] == pytest.approx(2 / 3)
+    assert result["families"]["left_of"]["chance"] == pytest.approx(1 / 3)  # always "no"
+
+
+def test_text_answers_match_exactly_after_normalisation(root):
+    records = [record("colour", "text", t, str(i)) for i, t in enumerate(["red", "red", "blue"])]
+    result = score_records(records, ["Red.", "a red one", "blue"], root)
+    assert result["families"]["colour"]["score"] == pytest.approx(2 / 3)
+    assert result["families"]["colour"]["chance"] == pytest.approx(2 / 3)
+
+
+def test_final_answer_of_a_reasoning_chain():
+    assert final_answer("Step 1: find the cup. Step 2: its left. A: [(0.1, 0.2)]") == " [(0.1, 0.2)]"
+    assert final_answer("A: the red bowl") == "A: the red bowl"  # no chain before it
+    assert final_answer("QA: yes") == "QA: yes"
+
+
+def test_format_table_lists_every_family(root):
+    records = [record("place", "point", "left.png", "a"), record("distance", "distance", 100, "b")]
+    table = format_table(score_records(records, ["[(0.1, 0.1)]", "1 m"], root))
+    assert table.splitlines() == [
+        "| family | metric | n | score | chance |",
+        "|---|---|---:|---:|---:|",
+        "| distance | rel. error (lower is better) | 1 | 0.000 | 0.000 |",
+        "| distance | within 25% | 1 | 1.000 | 1.000 |",
+        "| place | mask hit | 1 | 1.000 | 0.500 |",
+    ]
+
+
+def test_records_that_cannot_be_scored_are_one_clear_error(root):
+    with pytest.raises(ValueError, match="2 records but 1 answers"):
+        score_records([record("p", "point", "left.png")] * 2, ["x"], root)
+    with pytest.raises(DatasetError, match="lacks family, answer_type or target"):
+        score_records([{"id": "llava-1", "conversations": []}], ["x"], root)
+    with pytest.raises(DatasetError, match="mixes answer types 'point' and 'box'"):
+        score_records([record("p", "point", "left.png"), record("p", "box", [0, 0, 1, 1])], ["x", "y"], root)
+    with pytest.raises(DatasetError, match="cannot read the mask .*gone.png"):
+        score_records([record("p", "point", "gone.png")], ["(0.1, 0.1)"], root)
+    with pytest.raises(DatasetError, match="no record of family 'c' for its baseline"):
+        score_records([record("c", "count", 1)], ["1"], root, reference=[record("d", "count", 1)])
