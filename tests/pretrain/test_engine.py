@@ -333,7 +333,7 @@ def test_a_real_scene_is_labelled_on_its_segmentation_and_resumes_without_duplic
 
     monkeypatch.setattr(engine, "frame_from_env", keep)  # one worker: the scene runs in this process
     out = tmp_path / "k"
-    config = engine.KnowledgeConfig(suites=("libero_object",), out=str(out), samples=50, resolution=RES, fast_render=True)
+    config = engine.KnowledgeConfig(suites=("libero_object",), out=str(out), samples=50, resolution=RES)  # stock render, as the other simulator tests of this process
     first = engine.generate_knowledge(config, progress=False)
     assert first["scenes"] == 1 and first["samples"] >= 50
     records = [json.loads(line) for line in (out / f"{engine.split_of(frames[0].scene, False)}.jsonl").read_text().splitlines()]
