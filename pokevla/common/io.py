@@ -24,6 +24,12 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once: setting it is process-wide, so not on every write
 
 
+def share(path: str | os.PathLike) -> None:
+    """Gives `path` the mode a plain `open` or `mkdir` would under the umask: temporary files (0600)
+    and folders (0700), and some writers' outputs, are private, but results are meant to be shared."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds."""
@@ -31,7 +37,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
+    share(tmp)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

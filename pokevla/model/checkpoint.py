@@ -25,6 +25,7 @@ import torch
 from pokevla import __version__
 from pokevla.common.config import from_dict, to_dict
 from pokevla.common.errors import CheckpointError, ConfigError
+from pokevla.common.io import share
 from pokevla.model.backbones import Backbones, describe
 from pokevla.model.config import PokeVLAConfig
 from pokevla.model.tokenizer import load_tokenizer
@@ -68,10 +69,11 @@ def save_folder(model, path: str | Path, meta: dict | None = None, extra: dict[s
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would follow the folder into place
+    share(tmp)  # mkdtemp's 0700 would follow the folder into place
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint_tensors(model).items()}
         save_file(tensors, tmp / WEIGHTS, metadata={"format": "pokevla", "format_version": str(FORMAT_VERSION)})
+        share(tmp / WEIGHTS)  # safetensors writes it 0600
         _write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "pokevla_version": __version__, **(meta or {}),
                                    "config": to_dict(model.config)})
         _write_json(tmp / BACKBONES, model.backbones.to_json())

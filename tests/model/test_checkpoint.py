@@ -140,3 +140,14 @@ def test_a_checkpoint_saved_before_the_normalisation_floors_keeps_its_normalisat
     loaded = PokeVLA.from_pretrained(tmp_path / "old")
     assert loaded.config.norm.state_min_range == 0.0 and loaded.normalizer.min_range == {
         "observation.state": 0.0, "action": 0.0}
+
+
+def test_every_checkpoint_file_gets_the_permissions_of_the_umask(make_model, tmp_path):
+    import os
+
+    make_model(seed=0).save_pretrained(tmp_path / "ckpt")
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "ckpt").iterdir() if p.is_file()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o666 & ~umask}, modes
+    assert (tmp_path / "ckpt").stat().st_mode & 0o777 == 0o777 & ~umask
