@@ -79,10 +79,14 @@ def _some(rng: np.random.Generator, items: list, count: int = MAX_PER_FRAME) -> 
     return [items[i] for i in pick]
 
 
-def _point_answer(frame: Frame, mask: np.ndarray, rng: np.random.Generator) -> tuple[str, str]:
-    """(answer text with 1-3 points inside `mask`, target mask path)."""
-    points = sample_points(mask, rng, int(rng.integers(1, 4)))
-    return format_points(frame.normalised(points)), frame.add_mask(mask)
+def _some_points(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """1-3 pixel points (x, y) sampled inside `mask`."""
+    return sample_points(mask, rng, int(rng.integers(1, 4)))
+
+
+def _point_record(frame: Frame, fam: str, k: int, question: str, mask: np.ndarray, points: np.ndarray) -> dict:
+    """A pointing record: `points` (inside `mask`) answer `question`; the mask is its target."""
+    return _record(frame, fam, k, question + POINTS, format_points(frame.normalised(points)), "point", frame.add_mask(mask))
 
 
 def _u(frame: Frame, obj: SceneObject) -> float:
@@ -148,10 +152,11 @@ def presence(frame: Frame, rng: np.random.Generator) -> list[dict]:
 def point_object(frame: Frame, rng: np.random.Generator) -> list[dict]:
     out = []
     for k, obj in enumerate(_some(rng, frame.named())):
-        answer, target = _point_answer(frame, frame.mask(obj), rng)
+        mask = frame.mask(obj)
+        points = _some_points(mask, rng)
         question = str(rng.choice([f"Point to the {obj.label}.", f"Where is the {obj.label}?",
                                    f"Locate the {obj.label} in the image."]))
-        out.append(_record(frame, "point_object", k, question + POINTS, answer, "point", target))
+        out.append(_point_record(frame, "point_object", k, question, mask, points))
     return out
 
 
@@ -187,9 +192,9 @@ def refer_order(frame: Frame, rng: np.random.Generator) -> list[dict]:
         ranked = sorted(members, key=lambda o: key(frame, o))
         if key(frame, ranked[1]) - key(frame, ranked[0]) < margin:
             continue
-        answer, target = _point_answer(frame, frame.mask(ranked[0]), rng)
+        mask = frame.mask(ranked[0])
         question = f"Point to {words.format(label=label)}."
-        out.append(_record(frame, "refer_order", len(out), question + POINTS, answer, "point", target))
+        out.append(_point_record(frame, "refer_order", len(out), question, mask, _some_points(mask, rng)))
     return out
 
 
@@ -206,9 +211,9 @@ def refer_anchor(frame: Frame, rng: np.random.Generator) -> list[dict]:
         gap = np.linalg.norm(others[1].center - anchor.center) - np.linalg.norm(others[0].center - anchor.center)
         if gap < DISTANCE_MARGIN:
             continue
-        answer, target = _point_answer(frame, frame.mask(others[0]), rng)
+        mask = frame.mask(others[0])
         question = f"Point to the object closest to the {anchor.label}."
-        out.append(_record(frame, "refer_anchor", len(out), question + POINTS, answer, "point", target))
+        out.append(_point_record(frame, "refer_anchor", len(out), question, mask, _some_points(mask, rng)))
     return out
 
 
@@ -276,9 +281,8 @@ def free_space(frame: Frame, rng: np.random.Generator) -> list[dict]:
         mask = free_space_mask(frame, obj)
         if mask.sum() < frame.min_pixels:
             continue
-        answer, target = _point_answer(frame, mask, rng)
         question = f"Point to free space next to the {obj.label} where an object could be put down."
-        out.append(_record(frame, "free_space", len(out), question + POINTS, answer, "point", target))
+        out.append(_point_record(frame, "free_space", len(out), question, mask, _some_points(mask, rng)))
     return out
 
 
@@ -297,10 +301,9 @@ def goal_place(frame: Frame, rng: np.random.Generator) -> list[dict]:
             mask = frame.mask(target) if target is not None else np.zeros(frame.size, bool)
         if mask.sum() < frame.min_pixels:
             continue
-        answer, target_path = _point_answer(frame, mask, rng)
         word = "in" if goal.relation == "in" else "on"
         question = f"The task is: {frame.instruction}. Point to the place the {obj.label} must be put {word}."
-        out.append(_record(frame, "goal_place", len(out), question + POINTS, answer, "point", target_path))
+        out.append(_point_record(frame, "goal_place", len(out), question, mask, _some_points(mask, rng)))
     return out
 
 
