@@ -32,27 +32,7 @@ from pokevla.common.errors import PokeVLAError
 from pokevla.common.io import append_jsonl, check_writable_dir, hold_dir, write_json_atomic
 from pokevla.common.versions import usable_cores
 from pokevla.train import checkpoints as ckpt
-
-
-class Settings(Protocol):
-    """The fields of a stage's typed config that the shared loop reads (`TrainConfig`, `PretrainConfig`)."""
-
-    out: str
-    steps: int
-    batch_size: int
-    grad_accum: int
-    lr: float
-    weight_decay: float
-    warmup_ratio: float
-    grad_clip: float
-    seed: int
-    val_every: int
-    save_every: int
-    keep_checkpoints: int
-    log_every: int
-    bf16: bool
-    device: str
-    threads: int
+from pokevla.train.config import LoopConfig
 
 
 class Stage(Protocol):
@@ -121,7 +101,7 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def start(cfg: Settings) -> Context:
+def start(cfg: LoopConfig) -> Context:
     """CPU threads, the DDP process group, the run folder (locked by rank 0) and the device."""
     torch.set_num_threads(cfg.threads or max(1, usable_cores() // 2))
     rank, local_rank, world = _distributed()
@@ -136,7 +116,7 @@ def _trainer_state(optimizer, scheduler, step: int) -> dict:
             "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "numpy_rng": np.random.get_state()}
 
 
-def fit(cfg: Settings, ctx: Context, stage: Stage, resume: bool, progress: bool = True) -> dict:
+def fit(cfg: LoopConfig, ctx: Context, stage: Stage, resume: bool, progress: bool = True) -> dict:
     """Runs (or resumes) the steps of a run; returns a summary (final losses, throughput, checkpoint)."""
     from tqdm import tqdm
 

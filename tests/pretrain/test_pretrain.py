@@ -44,7 +44,7 @@ def test_pretrain_cli_trains_skips_a_bad_record_and_measures_the_held_out_loss(k
     out, err = capsys.readouterr()
     assert f"{knowledge / 'train.jsonl'} line 5: not valid JSON; record skipped" in err
     assert "1 training record(s) skipped; 4 used" in err
-    assert "pretrain:\n  data:" in out and "held-out loss" in out
+    assert "pretrain:\n  out:" in out and f"  data: '{knowledge}'" in out and "held-out loss" in out
     info = json.loads((run / "run.json").read_text())
     assert info["pretrain"]["steps"] == 4 and info["model"]["preset"] == "tiny" and info["data"]["skipped"] == 1
     assert [json.loads(line)["step"] for line in (run / "val.jsonl").read_text().splitlines()] == [2, 4]
