@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pokevla.robustness.commands import add_sample_args
 from pokevla.scale import add_cluster_args, cluster_from_args
 
 
@@ -32,7 +33,8 @@ def register(subparsers) -> None:
     ev.add_argument("--fast-render", action="store_true", help="no MSAA / reflections: faster but shifted images (recorded)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's published step limit (recorded as a deviation)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=0, help="the env's base seed (and, with --robustness, the --sample draw's)")
+    add_sample_args(ev)
     ev.add_argument("--starts", metavar="DATASET",
                     help="start trial k in the scene of the k-th episode of each task in this generated dataset instead "
                          "of init state k (the success ladder: training starts vs evaluation starts; recorded as a deviation)")
@@ -51,6 +53,8 @@ def _eval(args: argparse.Namespace) -> int:
         if args.starts:
             raise PokeVLAError("--starts does not combine with --robustness: a variant defines its own start")
         return _eval_robustness(args)
+    if args.sample is not None:
+        raise PokeVLAError("--sample draws from a manifest: give it with --robustness MANIFEST")
     if not args.suite:
         raise PokeVLAError("--suite is required (or --robustness MANIFEST)")
     suites.get_suite(args.suite)
@@ -132,6 +136,7 @@ def _eval_robustness(args: argparse.Namespace) -> int:
 
     from pokevla.common.errors import PokeVLAError
     from pokevla.eval.policy import make_policy
+    from pokevla.robustness.commands import sample_arg
     from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest
     from pokevla.sim.perturb.manifest import read_manifest
 
@@ -143,9 +148,8 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render, seed=args.seed)
     cluster, workers = cluster_from_args(args)
     results = evaluate_manifest(partial(make_policy, policy), args.robustness, workers, args.out,
-                                settings=settings, policy_name=str(policy.describe()), cluster=cluster)
-    for dim, row in results["summary"]["per_dimension"].items():
-        print(f"{dim:>11}: {row['successes']}/{row['episodes']}")
-    total = results["summary"]["total"]
-    print(f"      total: {total['successes']}/{total['episodes']}  -> {args.out}/results.json")
+                                settings=settings, policy_name=str(policy.describe()), cluster=cluster,
+                                sample=sample_arg(args))
+    print(results["table"])
+    print(f"-> {args.out}/results.json")
     return 0

@@ -6,6 +6,23 @@ from __future__ import annotations
 import argparse
 
 
+def add_sample_args(parser: argparse.ArgumentParser) -> None:
+    """`--sample N` for the manifest evaluations (`pokevla robustness eval`, `pokevla eval --robustness`)."""
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="evaluate a stratified sample of N variants (every suite and dimension represented, "
+                             "drawn with --seed) instead of the whole manifest")
+
+
+def sample_arg(args: argparse.Namespace) -> tuple[int, int] | None:
+    """(N, seed) of `--sample N --seed S`, or None for the whole manifest."""
+    from pokevla.common.config import require_at_least
+
+    if args.sample is None:
+        return None
+    require_at_least({"--sample": (args.sample, 1)})
+    return args.sample, args.seed
+
+
 def register(subparsers) -> None:
     from pokevla.sim.perturb.spec import DIMENSIONS
 
@@ -51,6 +68,8 @@ def register(subparsers) -> None:
     ev.add_argument("--workers", type=int, default=1)
     ev.add_argument("--resolution", type=int, default=256, help="render size in px (default 256, the published protocol)")
     ev.add_argument("--fast-render", action="store_true", help="no MSAA / reflections: faster but shifted images (recorded)")
+    ev.add_argument("--seed", type=int, default=0, help="the env's base seed, and the --sample draw's")
+    add_sample_args(ev)
     ev.set_defaults(func=_eval)
 
 
@@ -99,14 +118,11 @@ def _preview(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest, expert_factory
 
-    settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render)
+    settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render, seed=args.seed)
     results = evaluate_manifest(expert_factory(), args.manifest, args.workers, args.out, settings=settings,
-                                policy_name=args.policy)
-    summary = results["summary"]
-    for dim, row in summary["per_dimension"].items():
-        print(f"{dim:>11}: {row['successes']}/{row['episodes']}")
-    total = summary["total"]
-    print(f"      total: {total['successes']}/{total['episodes']}  -> {args.out}/results.json")
+                                policy_name=args.policy, sample=sample_arg(args))
+    print(results["table"])
+    print(f"-> {args.out}/results.json")
     return 0
 
 

@@ -4,7 +4,8 @@
 the model evaluation's `--robustness` flag. Episodes are journaled to DIR/episodes.jsonl as they end,
 so a rerun of the same command resumes; DIR/results.json (written atomically) holds the summary
 (per dimension, per level, the episode-weighted total), every setting, the manifest's bad lines, and
-the package versions; DIR/robustness.png is a bar chart per dimension and level.
+the package versions; DIR/table.md sets the figures beside the paper's LIBERO-Plus rows, with what
+they cover of the official set; DIR/robustness.png is a bar chart per dimension and level.
 
 `policy_factory` is a picklable zero-argument callable run inside each worker, returning a policy of
 `pokevla.eval.policy`'s protocol: `reset(env)` starts an episode (a model reads `env.instruction`,
@@ -20,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pokevla.common.io import append_jsonl, atomic_path, read_jsonl, write_json_atomic
+from pokevla.common.io import append_jsonl, atomic_path, read_jsonl, write_json_atomic, write_text_atomic
+from pokevla.robustness.report import format_paper_table, official_coverage, stratified_sample
 from pokevla.scale import LOCAL, Cluster
 from pokevla.sim.perturb import DIMENSIONS
 from pokevla.sim.perturb.manifest import Variant, read_manifest
 
-JOURNAL_KEYS = ("id", "digest", "dimension", "level")  # what resuming and the summary read of each record
+JOURNAL_KEYS = ("id", "digest", "suite", "dimension", "level")  # what resuming and the summary read of each record
+SHOWN_SKIPPED = 5  # an official manifest skips thousands of lines it cannot run here; the rest go to results.json
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ def run_variant(job: tuple[Variant, EpisodeSettings, Callable]) -> dict:
 
 
 def summarize(records: list[dict]) -> dict:
-    """Success per dimension, per (dimension, level) and the episode-weighted total over finished episodes."""
+    """Success per dimension, per (dimension, level), per suite, per (suite, dimension) and the episode-weighted
+    total over finished episodes."""
     done = [r for r in records if "success" in r]
 
     def rate(rows: list[dict]) -> dict:
@@ -72,17 +76,26 @@ def summarize(records: list[dict]) -> dict:
             for lv in sorted({r["level"] for r in done if r["dimension"] == d})}
         for d in per_dimension
     }
-    return {"total": rate(done), "per_dimension": per_dimension, "per_level": per_level,
+    suites = sorted({r["suite"] for r in done})
+    per_suite = {s: rate([r for r in done if r["suite"] == s]) for s in suites}
+    per_suite_dimension = {s: {d: rate([r for r in done if r["suite"] == s and r["dimension"] == d])
+                               for d in DIMENSIONS if any(r["suite"] == s and r["dimension"] == d for r in done)}
+                           for s in suites}
+    return {"total": rate(done), "per_dimension": per_dimension, "per_level": per_level, "per_suite": per_suite,
+            "per_suite_dimension": per_suite_dimension,
             "errors": [{"id": r["id"], "error": r["error"]} for r in records if "error" in r]}
 
 
 def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: int, out: str | Path, *,
                       settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "",
-                      log: Callable[[str], None] = print, cluster: Cluster = LOCAL) -> dict:
+                      log: Callable[[str], None] = print, cluster: Cluster = LOCAL,
+                      sample: tuple[int, int] | None = None) -> dict:
     """Runs every valid variant of `manifest` once (resuming from out/episodes.jsonl); returns results.
 
-    `out` is claimed for these settings and this policy: a rerun with other ones is refused rather
-    than mixed into the same summary (a changed manifest line is re-run, by its digest).
+    `sample=(n, seed)` runs a stratified sample of n variants instead (every suite and dimension the
+    manifest can run represented; `pokevla.robustness.report.stratified_sample`). `out` is claimed
+    for these settings, this sample and this policy: a rerun with other ones is refused rather than
+    mixed into the same summary (a changed manifest line is re-run, by its digest).
     """
     from pokevla.common.versions import package_versions
     from pokevla.eval.evaluate import claim_output_dir
@@ -91,10 +104,17 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
 
     out = Path(out)
     variants, bad_lines = read_manifest(manifest)
+    coverage = official_coverage(manifest)
+    runnable = len(variants)
+    if sample is not None:
+        variants = stratified_sample(variants, *sample)
     settings_record = {**settings.__dict__, "views": list(settings.views)}
-    claim_output_dir(out, {"settings": settings_record, "policy": policy_name})
-    for message in bad_lines:
+    claim = {"settings": settings_record, "policy": policy_name}
+    claim_output_dir(out, claim if sample is None else claim | {"sample": list(sample)})
+    for message in bad_lines[:SHOWN_SKIPPED]:
         log(f"skipped: {message}")
+    if len(bad_lines) > SHOWN_SKIPPED:
+        log(f"skipped {len(bad_lines) - SHOWN_SKIPPED} more line(s): all are listed in results.json")
     journal = out / "episodes.jsonl"
     finished = {(r["id"], r["digest"]) for r in read_jsonl(journal, keys=JOURNAL_KEYS)}
     todo = sorted((v for v in variants if (v.id, v.digest) not in finished), key=lambda v: (v.suite, v.task_id, v.dimension))
@@ -111,14 +131,17 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     results = {
         "summary": summarize(records),
         "manifest": {"path": str(manifest), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
-                     "variants": len(variants), "skipped_lines": bad_lines},
+                     "variants": runnable, "skipped_lines": bad_lines, "official_coverage": coverage},
+        "sample": None if sample is None else {"n": sample[0], "seed": sample[1], "variants": len(variants)},
         "settings": {"policy": policy_name, "workers": workers, "render_mode": "fast" if settings.fast_render else "stock",
                      "max_steps": {s: suites.get_suite(s).max_steps for s in sorted({v.suite for v in variants})},
                      **settings_record},
         "versions": package_versions(),
         "episodes": len(records),
     }
+    results["table"] = format_paper_table(results["summary"], coverage, policy_name or "ours")
     write_json_atomic(out / "results.json", results)
+    write_text_atomic(out / "table.md", results["table"] + "\n")
     plot(results["summary"], out / "robustness.png")
     return results
 

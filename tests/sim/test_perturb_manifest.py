@@ -68,15 +68,18 @@ def test_missing_manifest_and_unknown_dimension_are_one_line_errors(tmp_path):
 def test_summary_is_episode_weighted():
     from pokevla.robustness.evaluate import summarize
 
-    records = [{"id": str(i), "dimension": d, "level": lv, "success": s}
-               for i, (d, lv, s) in enumerate([("camera", 1, True), ("camera", 2, False), ("noise", 1, True),
-                                              ("noise", 1, True), ("noise", 3, True)])]
-    records.append({"id": "e", "dimension": "light", "level": 1, "error": "SimulatorError: boom"})
+    records = [{"id": str(i), "suite": suite, "dimension": d, "level": lv, "success": s}
+               for i, (suite, d, lv, s) in enumerate([("libero_goal", "camera", 1, True), ("libero_goal", "camera", 2, False),
+                                                     ("libero_goal", "noise", 1, True), ("libero_10", "noise", 1, True),
+                                                     ("libero_10", "noise", 3, True)])]
+    records.append({"id": "e", "suite": "libero_10", "dimension": "light", "level": 1, "error": "SimulatorError: boom"})
     summary = summarize(records)
     assert summary["total"] == {"episodes": 5, "successes": 4, "success_rate": 0.8}
     assert summary["per_dimension"]["camera"]["success_rate"] == 0.5
     assert summary["per_level"]["noise"]["1"] == {"episodes": 2, "successes": 2, "success_rate": 1.0}
     assert summary["errors"] == [{"id": "e", "error": "SimulatorError: boom"}]
+    assert summary["per_suite"]["libero_goal"] == {"episodes": 3, "successes": 2, "success_rate": 0.6667}
+    assert summary["per_suite_dimension"]["libero_10"] == {"noise": {"episodes": 2, "successes": 2, "success_rate": 1.0}}
     assert np.isclose(summary["per_dimension"]["noise"]["success_rate"], 1.0)
 
 
@@ -102,8 +105,8 @@ def test_evaluate_manifest_skips_bad_lines_resumes_and_writes_results(tmp_path, 
     def fake_episode(job):
         variant, _, _ = job
         ran.append(variant.id)
-        return {"id": variant.id, "digest": variant.digest, "dimension": variant.dimension, "level": variant.level,
-                "success": variant.level != 2, "steps": 5, "seconds": 0.0}
+        return {"id": variant.id, "digest": variant.digest, "suite": variant.suite, "dimension": variant.dimension,
+                "level": variant.level, "success": variant.level != 2, "steps": 5, "seconds": 0.0}
 
     monkeypatch.setattr(ev, "run_variant", fake_episode)
     settings = ev.EpisodeSettings(render=False)
