@@ -68,6 +68,9 @@ def register(subparsers) -> None:
     ev.add_argument("--workers", type=int, default=1)
     ev.add_argument("--resolution", type=int, default=256, help="render size in px (default 256, the published protocol)")
     ev.add_argument("--fast-render", action="store_true", help="no MSAA / reflections: faster but shifted images (recorded)")
+    ev.add_argument("--no-render", action="store_true",
+                    help="skip rendering: the expert reads privileged state, so robot and layout calibrations need no "
+                         "images (camera, light, background and noise then only show that the variant loads; recorded)")
     ev.add_argument("--seed", type=int, default=0, help="the env's base seed, and the --sample draw's")
     add_sample_args(ev)
     ev.set_defaults(func=_eval)
@@ -118,7 +121,8 @@ def _preview(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest, expert_factory
 
-    settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render, seed=args.seed)
+    settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render, seed=args.seed,
+                               render=not args.no_render)
     results = evaluate_manifest(expert_factory(), args.manifest, args.workers, args.out, settings=settings,
                                 policy_name=args.policy, sample=sample_arg(args))
     print(results["table"])

@@ -95,3 +95,18 @@ def test_official_runs_state_what_they_cover_beside_the_paper(fake, tmp_path, fa
 def test_the_paper_rows_are_the_published_totals():
     assert {name: row["total"] for name, row in PAPER_ROWS.items()} == {
         "PokeVLA (paper)": 79.3, "OpenVLA-OFT": 69.6, "pi0": 53.6, "VLA-Adapter": 59.1}
+
+
+def test_the_cli_samples_without_rendering_and_prints_the_table(tmp_path, two_suites, fake_episodes, capsys):
+    from pokevla.cli import main
+
+    played, _ = fake_episodes
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, two_suites)
+    out = tmp_path / "run"
+    assert main(["robustness", "eval", "--policy", "expert", "--manifest", str(manifest), "--out", str(out),
+                 "--sample", "5", "--seed", "2", "--no-render"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert len(played) == 5 and results["settings"]["render"] is False and results["settings"]["seed"] == 2
+    assert results["sample"] == {"n": 5, "seed": 2, "variants": 5}
+    assert "\n| policy | camera |" in capsys.readouterr().out
