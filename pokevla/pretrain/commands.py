@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
     evaluate.add_argument("--limit", type=int, default=0, help="score only the first N records (0: all)")
     evaluate.add_argument("--json", help="also write the scores and the answers to this file")
+    evaluate.add_argument("--batch-size", type=int, default=16,
+                          help="records answered together (greedy, left-padded: the same answers as one at a time)")
     _generation_args(evaluate)
     evaluate.set_defaults(func=_eval)
 
@@ -143,18 +145,21 @@ def _eval(args: argparse.Namespace) -> int:
     from pokevla.pretrain.scoring import format_table, score_records
 
     _check_generation(args)
-    require_at_least({"--limit": (args.limit, 0)})
+    require_at_least({"--limit": (args.limit, 0), "--batch-size": (args.batch_size, 1)})
     if args.json:
         check_writable_file(args.json, "--json")
     source = open_source(args.data, args.split)
     loaded = load_source(source, on_skip=lambda line: print(line, file=sys.stderr))
     records = loaded.records[:args.limit] if args.limit else loaded.records
     model = _load(args.checkpoint, args.device)
-    answers = []
-    for record in tqdm(records, desc="vlm eval", unit="record"):
-        images = [_read_image(Path(record["root"]) / p, f"{source.path} record {record['id']}: image {p}")
-                  for p in record_images(record)]
-        answers.append(model.generate(images, record["conversations"][0]["value"], args.max_new_tokens))
+    answers: list[str] = []
+    with tqdm(total=len(records), desc="vlm eval", unit="record") as bar:
+        for start in range(0, len(records), args.batch_size):
+            batch = records[start:start + args.batch_size]
+            items = [([_read_image(Path(r["root"]) / p, f"{source.path} record {r['id']}: image {p}")
+                       for p in record_images(r)], r["conversations"][0]["value"]) for r in batch]
+            answers += model.generate_batch(items, args.max_new_tokens)
+            bar.update(len(batch))
     result = score_records(records, answers, source.root)
     print(format_table(result))
     if loaded.skipped:

@@ -123,29 +123,49 @@ class PokeVLM(nn.Module):
         loss = F.cross_entropy(logits, targets[keep])
         return loss, {"loss": loss.item(), "answer_tokens": float(keep.sum())}
 
-    @torch.inference_mode()
     def generate(self, images: Sequence[np.ndarray | torch.Tensor], question: str, max_new_tokens: int = 64) -> str:
         """Greedy answer to `question` about uint8 `images` (H, W, 3), up to the end-of-turn token.
 
         `question` may carry one `<image>` tag per image (placed as written); without tags the images
         come first."""
+        return self.generate_batch([(images, question)], max_new_tokens)[0]
+
+    @torch.inference_mode()
+    def generate_batch(self, items: Sequence[tuple[Sequence[np.ndarray | torch.Tensor], str]],
+                       max_new_tokens: int = 64) -> list[str]:
+        """Greedy answers to (images, question) pairs, decoded together: the same answers as one at a time.
+
+        Prompts are left-padded to a common length L (B, L), positions count real tokens only, and
+        every step decodes all B rows at once; a row that reached its end-of-turn token stops growing."""
         was_training = self.training
         self.eval()
-        ids = torch.tensor([self.chat.prompt(question, len(images))], device=self.device)
+        device, pad = self.device, self.token_ids.pad
+        prompts = [self.chat.prompt(question, len(images)) for images, question in items]
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)  # (B, L)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        size = self.config.vision.image_size
+        pixels = torch.cat([image_pixels(images, size) for images, _ in items])  # (M, 3, S, S), placeholder order
         llm = self.language.llm
-        out = llm(inputs_embeds=self.embed(image_pixels(images, self.config.vision.image_size), ids),
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        out = llm(inputs_embeds=self.embed(pixels, ids), attention_mask=mask, position_ids=positions,
                   use_cache=True, logits_to_keep=1)
-        stop = {self.chat.end_of_turn, self.tokenizer.eos_token_id}
-        answer: list[int] = []
+        stop = torch.tensor(sorted({self.chat.end_of_turn, self.tokenizer.eos_token_id}), device=device)
+        answers: list[list[int]] = [[] for _ in prompts]
+        running = torch.ones(len(prompts), dtype=torch.bool, device=device)
         for _ in range(max_new_tokens):
-            token = int(out.logits[0, -1].argmax())
-            if token in stop:
+            tokens = out.logits[:, -1].argmax(-1)  # (B,)
+            running &= ~torch.isin(tokens, stop)
+            if not running.any():
                 break
-            answer.append(token)
-            step = llm.get_input_embeddings()(torch.tensor([[token]], device=self.device))
-            out = llm(inputs_embeds=step, past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+            for row in running.nonzero().flatten().tolist():
+                answers[row].append(int(tokens[row]))
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+            out = llm(inputs_embeds=llm.get_input_embeddings()(tokens[:, None]), attention_mask=mask,
+                      position_ids=positions, past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
         self.train(was_training)
-        return self.tokenizer.decode(answer, skip_special_tokens=True)
+        return [self.tokenizer.decode(answer, skip_special_tokens=True) for answer in answers]
 
     def save_pretrained(self, path: str | Path) -> None:
         save_folder(self, path, meta={"model": VLM_KIND, "train": self.trains})
