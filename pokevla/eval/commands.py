@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     who.add_argument("--policy", choices=["expert", "replay"],
                      help="the scripted expert through the same path, or `replay`: the --starts dataset's executed "
                           "actions played back open loop from their own scenes")
-    ev.add_argument("--suite", help="libero_spatial | libero_object | libero_goal | libero_10 (not with --robustness)")
+    ev.add_argument("--suite", help="libero_spatial | libero_object | libero_goal | libero_10 (with --robustness: "
+                                    "only this suite's variants, with --tasks only those tasks)")
     ev.add_argument("--robustness", metavar="MANIFEST", help="one episode per variant of a `pokevla robustness build` manifest")
     ev.add_argument("--tasks", help="task ids, e.g. 0,3,5-7 (default: all)")
     ev.add_argument("--trials", type=int, default=50, help="trials per task, trial k from init state k (default 50, the published protocol)")
@@ -140,16 +141,22 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest
     from pokevla.sim.perturb.manifest import read_manifest
 
+    from pokevla.sim import suites
+
+    if args.tasks and not args.suite:
+        raise PokeVLAError("--tasks with --robustness needs the tasks' --suite, e.g. --suite libero_object --tasks 0-2")
+    tasks = None
     if args.suite:
-        raise PokeVLAError("--robustness evaluates the manifest's own suites and tasks; drop --suite")
+        suites.get_suite(args.suite)
+        tasks = (args.suite, tuple(suites.parse_task_ids(args.tasks, args.suite)))
     variants, _ = read_manifest(args.robustness)
-    suites_in_manifest = sorted({v.suite for v in variants})
+    suites_in_manifest = [args.suite] if args.suite else sorted({v.suite for v in variants})
     policy = _policy(args, suites_in_manifest[0] if len(suites_in_manifest) == 1 else None)
     settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render, seed=args.seed)
     cluster, workers = cluster_from_args(args)
     results = evaluate_manifest(partial(make_policy, policy), args.robustness, workers, args.out,
                                 settings=settings, policy_name=str(policy.describe()), cluster=cluster,
-                                sample=sample_arg(args))
+                                sample=sample_arg(args), tasks=tasks)
     print(results["table"])
     print(f"-> {args.out}/results.json")
     return 0

@@ -89,9 +89,13 @@ def summarize(records: list[dict]) -> dict:
 def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: int, out: str | Path, *,
                       settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "",
                       log: Callable[[str], None] = print, cluster: Cluster = LOCAL,
-                      sample: tuple[int, int] | None = None) -> dict:
+                      sample: tuple[int, int] | None = None,
+                      tasks: tuple[str, tuple[int, ...]] | None = None) -> dict:
     """Runs every valid variant of `manifest` once (resuming from out/episodes.jsonl); returns results.
 
+    `tasks=(suite, task_ids)` keeps only the variants of those tasks (a policy trained on some tasks is
+    evaluated on theirs); the official coverage is still counted over the whole manifest, so the
+    report says how little of it such a run covers.
     `sample=(n, seed)` runs a stratified sample of n variants instead (every suite and dimension the
     manifest can run represented; `pokevla.robustness.report.stratified_sample`). `out` is claimed
     for these settings, this sample and this policy: a rerun with other ones is refused rather than
@@ -105,11 +109,15 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     out = Path(out)
     variants, bad_lines = read_manifest(manifest)
     coverage = official_coverage(manifest)
+    if tasks is not None:
+        variants = select_tasks(variants, *tasks)
     runnable = len(variants)
     if sample is not None:
         variants = stratified_sample(variants, *sample)
     settings_record = {**settings.__dict__, "views": list(settings.views)}
     claim = {"settings": settings_record, "policy": policy_name}
+    if tasks is not None:
+        claim["tasks"] = {"suite": tasks[0], "task_ids": list(tasks[1])}
     claim_output_dir(out, claim if sample is None else claim | {"sample": list(sample)})
     for message in bad_lines[:SHOWN_SKIPPED]:
         log(f"skipped: {message}")
@@ -133,6 +141,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
         "manifest": {"path": str(manifest), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
                      "variants": runnable, "skipped_lines": bad_lines, "official_coverage": coverage},
         "sample": None if sample is None else {"n": sample[0], "seed": sample[1], "variants": len(variants)},
+        "tasks": None if tasks is None else {"suite": tasks[0], "task_ids": list(tasks[1]), "variants": runnable},
         "settings": {"policy": policy_name, "workers": workers, "render_mode": "fast" if settings.fast_render else "stock",
                      "max_steps": {s: suites.get_suite(s).max_steps for s in sorted({v.suite for v in variants})},
                      **settings_record},
@@ -144,6 +153,18 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     write_text_atomic(out / "table.md", results["table"] + "\n")
     plot(results["summary"], out / "robustness.png")
     return results
+
+
+def select_tasks(variants: list[Variant], suite: str, task_ids: tuple[int, ...]) -> list[Variant]:
+    """The variants of `suite`'s tasks `task_ids`; refuses a selection the manifest has nothing of."""
+    from pokevla.common.errors import ConfigError
+
+    chosen = [v for v in variants if v.suite == suite and v.task_id in set(task_ids)]
+    if not chosen:
+        held = sorted({v.suite for v in variants})
+        raise ConfigError(f"the manifest has no runnable variant of {suite} task(s) {','.join(map(str, task_ids))} "
+                          f"(it holds {', '.join(held) or 'none'}); choose other --suite / --tasks")
+    return chosen
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -71,8 +71,12 @@ def test_eval_runs_a_robustness_manifest(tmp_path, capsys):
     manifest = tmp_path / "m.jsonl"
     assert main(["robustness", "build", "--suite", "libero_object", "--per-dimension", "1", "--dimensions", "language",
                  "--out", str(manifest)]) == 0
-    assert main(["eval", "--policy", "expert", "--robustness", str(manifest), "--suite", "libero_object", "--out", str(tmp_path / "x")]) == 2
-    assert "drop --suite" in capsys.readouterr().err
+    assert main(["eval", "--policy", "expert", "--robustness", str(manifest), "--tasks", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "needs the tasks' --suite" in capsys.readouterr().err
+    assert main(["eval", "--policy", "expert", "--robustness", str(manifest), "--suite", "libero_spatial",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "no runnable variant of libero_spatial" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
     assert main(["eval", "--policy", "expert", "--robustness", str(manifest), "--out", str(tmp_path / "plus"),
                  "--workers", "1", "--resolution", "64"]) == 0
     results = json.loads((tmp_path / "plus/results.json").read_text())

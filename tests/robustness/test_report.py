@@ -63,6 +63,27 @@ def test_a_sampled_run_evaluates_only_its_sample_and_claims_its_folder(tmp_path,
                                      sample=(12, 0))
 
 
+def test_a_run_on_some_tasks_evaluates_only_theirs_and_claims_its_folder(tmp_path, two_suites, fake_episodes):
+    played, _ = fake_episodes
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, two_suites)
+    theirs = [v for v in two_suites if v.suite == "libero_object" and v.task_id in (0, 1)]
+    assert 0 < len(theirs) < len([v for v in two_suites if v.suite == "libero_object"])
+    out = tmp_path / "run"
+    results = robustness.evaluate_manifest(lambda: None, manifest, 1, out, settings=SETTINGS, log=lambda m: None,
+                                           tasks=("libero_object", (0, 1)), sample=(2, 0))
+    assert results["tasks"] == {"suite": "libero_object", "task_ids": [0, 1], "variants": len(theirs)}
+    assert results["manifest"]["variants"] == len(theirs) and len(played) == 2
+    assert set(played) <= {v.id for v in theirs}
+    assert set(results["summary"]["per_suite"]) == {"libero_object"}
+    with pytest.raises(PokeVLAError):  # the folder belongs to that selection
+        robustness.evaluate_manifest(lambda: None, manifest, 1, out, settings=SETTINGS, log=lambda m: None,
+                                     sample=(2, 0))
+    with pytest.raises(ConfigError, match="no runnable variant of libero_goal task"):
+        robustness.evaluate_manifest(lambda: None, manifest, 1, tmp_path / "none", settings=SETTINGS,
+                                     log=lambda m: None, tasks=("libero_goal", (0,)))
+
+
 def test_official_runs_state_what_they_cover_beside_the_paper(fake, tmp_path, fake_episodes):  # noqa: F811
     wheel, installed = fake
     import_official(wheel, tmp_path / "official", installed, log=lambda _: None)
