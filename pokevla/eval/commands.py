@@ -139,9 +139,8 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     from pokevla.eval.policy import make_policy
     from pokevla.robustness.commands import sample_arg
     from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest
-    from pokevla.sim.perturb.manifest import read_manifest
-
     from pokevla.sim import suites
+    from pokevla.sim.perturb.manifest import read_manifest
 
     if args.tasks and not args.suite:
         raise PokeVLAError("--tasks with --robustness needs the tasks' --suite, e.g. --suite libero_object --tasks 0-2")

@@ -109,9 +109,10 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     out = Path(out)
     variants, bad_lines = read_manifest(manifest)
     coverage = official_coverage(manifest)
+    runnable = len(variants)
     if tasks is not None:
         variants = select_tasks(variants, *tasks)
-    runnable = len(variants)
+    selected = len(variants)
     if sample is not None:
         variants = stratified_sample(variants, *sample)
     settings_record = {**settings.__dict__, "views": list(settings.views)}
@@ -141,7 +142,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
         "manifest": {"path": str(manifest), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
                      "variants": runnable, "skipped_lines": bad_lines, "official_coverage": coverage},
         "sample": None if sample is None else {"n": sample[0], "seed": sample[1], "variants": len(variants)},
-        "tasks": None if tasks is None else {"suite": tasks[0], "task_ids": list(tasks[1]), "variants": runnable},
+        "tasks": None if tasks is None else {"suite": tasks[0], "task_ids": list(tasks[1]), "variants": selected},
         "settings": {"policy": policy_name, "workers": workers, "render_mode": "fast" if settings.fast_render else "stock",
                      "max_steps": {s: suites.get_suite(s).max_steps for s in sorted({v.suite for v in variants})},
                      **settings_record},
@@ -159,7 +160,8 @@ def select_tasks(variants: list[Variant], suite: str, task_ids: tuple[int, ...])
     """The variants of `suite`'s tasks `task_ids`; refuses a selection the manifest has nothing of."""
     from pokevla.common.errors import ConfigError
 
-    chosen = [v for v in variants if v.suite == suite and v.task_id in set(task_ids)]
+    wanted = set(task_ids)
+    chosen = [v for v in variants if v.suite == suite and v.task_id in wanted]
     if not chosen:
         held = sorted({v.suite for v in variants})
         raise ConfigError(f"the manifest has no runnable variant of {suite} task(s) {','.join(map(str, task_ids))} "
