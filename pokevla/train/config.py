@@ -25,6 +25,8 @@ class LoopConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps of linear warm-up before the cosine decay"})
     grad_clip: float = 1.0
+    ema_decay: float = field(default=0.0, metadata={"help": "exponential moving average of the weights (e.g. 0.999): checkpoints, "
+                                                              "held-out checks and evaluation use the average; 0 disables"})
     seed: int = 0
     loader_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (image decoding)"})
     val_every: int = field(default=500, metadata={"help": "steps between held-out evaluations (and at the end)"})
@@ -45,6 +47,8 @@ class LoopConfig:
         for name in ("weight_decay", "grad_clip", *self._non_negative()):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"--ema-decay must be in [0, 1) (0 disables), got {self.ema_decay}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):

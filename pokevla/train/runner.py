@@ -1,4 +1,5 @@
-"""The training loop both stages share: AdamW, warm-up + cosine, accumulation, clipping, bf16, DDP, resume.
+"""The training loop both stages share: AdamW, warm-up + cosine, accumulation, clipping, weight EMA, bf16, DDP,
+resume.
 
 A stage (`pokevla train` on demonstrations, `pokevla pretrain` on conversations) supplies its model,
 its sample stream, what its run records and its held-out check through a `Stage`; this module owns
@@ -111,6 +112,53 @@ def start(cfg: LoopConfig) -> Context:
     return Context(rank, local_rank, world, run, _device(cfg.device, local_rank))
 
 
+class WeightAverage:
+    """Exponential moving average of the trainable weights, the copy a run saves and checks.
+
+    The decay warms up as min(decay, (1 + step) / (10 + step)), so a short run does not keep its random
+    start. While swapped in (`averaged()`), the model holds the average and the training weights wait in
+    `shadow`; a checkpoint's model folder holds the average and its trainer state the training weights.
+    """
+
+    def __init__(self, params: list[nn.Parameter], decay: float):
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
+        for average, p in zip(self.shadow, self.params):
+            average.lerp_(p.detach(), weight)
+
+    @torch.no_grad()
+    def _swap(self) -> None:
+        for average, p in zip(self.shadow, self.params):
+            held = p.detach().clone()
+            p.copy_(average)
+            average.copy_(held)
+
+    @contextlib.contextmanager
+    def averaged(self):
+        self._swap()
+        try:
+            yield
+        finally:
+            self._swap()
+
+    def training_weights(self) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def resume(self, training_weights: list[torch.Tensor] | None, checkpoint: Path) -> None:
+        """The model was loaded from a checkpoint's folder (the average): keep that as the average and
+        put the trainer state's training weights back into the model."""
+        if training_weights is None or len(training_weights) != len(self.params):
+            raise PokeVLAError(f"{checkpoint}: its trainer state holds no training weights for --ema-decay; "
+                               f"it was saved without weight averaging and cannot resume a run with it")
+        for p, w in zip(self.params, training_weights):
+            p.copy_(w)
+
+
 def _trainer_state(optimizer, scheduler, step: int) -> dict:
     return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
             "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "numpy_rng": np.random.get_state()}
@@ -125,11 +173,15 @@ def fit(cfg: LoopConfig, ctx: Context, stage: Stage, resume: bool, progress: boo
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup_ratio))
+    ema = WeightAverage(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    averaged = ema.averaged if ema is not None else contextlib.nullcontext
     step = 0
     if last is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
+        if ema is not None:
+            ema.resume(state.get("training_weights"), last)
     if ctx.rank == 0:
         write_json_atomic(ctx.run / "run.json", stage.run_info(ctx.world))
 
@@ -172,6 +224,8 @@ def fit(cfg: LoopConfig, ctx: Context, stage: Stage, resume: bool, progress: boo
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(step)
         step += 1
         samples_window += per_step
         metrics = {**sums, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]}
@@ -189,11 +243,15 @@ def fit(cfg: LoopConfig, ctx: Context, stage: Stage, resume: bool, progress: boo
                 tb.add_scalar(f"train/{k}", v, step)
             t_window, samples_window = time.perf_counter(), 0
         if step % cfg.save_every == 0 or step == cfg.steps:
-            saved = ckpt.save_checkpoint(ctx.run, step, model, _trainer_state(optimizer, scheduler, step),
-                                         cfg.keep_checkpoints)
+            trainer_state = _trainer_state(optimizer, scheduler, step)
+            if ema is not None:
+                trainer_state["training_weights"] = ema.training_weights()
+            with averaged():
+                saved = ckpt.save_checkpoint(ctx.run, step, model, trainer_state, cfg.keep_checkpoints)
             stage.after_save(saved, step)
         if step % cfg.val_every == 0 or step == cfg.steps:
-            held_out = stage.validate(model)
+            with averaged():
+                held_out = stage.validate(model)
             if held_out is not None:
                 val_metrics = held_out
                 for k, v in val_metrics.items():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pokevla.cli import main
-from pokevla.common.errors import CheckpointError, ConfigError, DatasetError
+from pokevla.common.errors import CheckpointError, ConfigError, DatasetError, PokeVLAError
 from pokevla.model.config import get_preset
 from pokevla.model.pokevla import PokeVLA
 from pokevla.train import checkpoints as ckpt
@@ -26,7 +26,7 @@ def demos(tmp_path, make_dataset):
 
 
 def cfg(dataset, out, steps=4, **kw):
-    return TrainConfig(dataset=str(dataset), out=str(out), steps=steps, batch_size=2, save_every=2, log_every=1, **kw)
+    return TrainConfig(dataset=str(dataset), out=str(out), steps=steps, **{"batch_size": 2, "save_every": 2, "log_every": 1, **kw})
 
 
 def weights(path):
@@ -152,3 +152,50 @@ def test_lr_schedule_warms_up_then_decays():
     factors = [loop.lr_factor(s, 100, 0.1) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[50] < factors[10] and factors[-1] < 0.01
+
+
+def trainable(path):
+    model = PokeVLA.from_pretrained(path, training_heads=True)
+    return [p.detach() for p in model.parameters() if p.requires_grad]
+
+
+def test_weight_averaging_saves_the_average_and_leaves_training_unchanged(demos, tmp_path):
+    loop.train(cfg(demos, tmp_path / "plain", steps=3, save_every=1, keep_checkpoints=3), get_preset("tiny"),
+               resume=False, progress=False)
+    loop.train(cfg(demos, tmp_path / "ema", steps=3, save_every=1, keep_checkpoints=3, ema_decay=0.5), get_preset("tiny"),
+               resume=False, progress=False)
+    steps = {s: tmp_path / f"ema/checkpoints/step_000000{s}" for s in (1, 2, 3)}
+    averaged = {s: trainable(p) for s, p in steps.items()}
+    training = {s: ckpt.load_trainer_state(p)["training_weights"] for s, p in steps.items()}
+    for w, plain in zip(training[3], trainable(tmp_path / "plain/checkpoints/step_0000003")):
+        torch.testing.assert_close(w, plain, rtol=1e-5, atol=1e-6)  # the average never feeds back into training
+    for s, weight in ((2, 1 - 2 / 11), (3, 1 - 3 / 12)):  # the warmed-up decay min(0.5, (1 + step) / (10 + step))
+        for before, w, after in zip(averaged[s - 1], training[s], averaged[s]):
+            torch.testing.assert_close(after, before + weight * (w - before), rtol=1e-4, atol=1e-6)
+    assert any(not torch.equal(a, w) for a, w in zip(averaged[3], training[3]))
+
+
+def test_a_run_with_weight_averaging_resumes_to_the_same_average(demos, tmp_path, monkeypatch):
+    loop.train(cfg(demos, tmp_path / "straight", ema_decay=0.9), get_preset("tiny"), resume=False, progress=False)
+    real_save = ckpt.save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(cfg(demos, tmp_path / "broken", ema_decay=0.9), get_preset("tiny"), resume=False, progress=False)
+    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
+    loop.train(cfg(demos, tmp_path / "broken", ema_decay=0.9), get_preset("tiny"), resume=True, progress=False)
+    straight, resumed = (weights(tmp_path / f"{r}/checkpoints/step_0000004") for r in ("straight", "broken"))
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_weight_averaging_cannot_resume_a_checkpoint_saved_without_it(demos, tmp_path):
+    loop.train(cfg(demos, tmp_path / "run", steps=2), get_preset("tiny"), resume=False, progress=False)
+    with pytest.raises(PokeVLAError, match="saved without weight averaging"):
+        loop.train(cfg(demos, tmp_path / "run", ema_decay=0.9), get_preset("tiny"), resume=True, progress=False)
+    with pytest.raises(ConfigError, match="--ema-decay"):
+        cfg(demos, tmp_path / "x", ema_decay=1.0)
