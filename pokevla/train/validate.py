@@ -13,7 +13,8 @@ import torch
 
 from pokevla.train.data import collate, near_transitions
 
-CHECKPOINT_RULE = "the last checkpoint of the run (end of the cosine schedule); held-out metrics are diagnostics only"
+CHECKPOINT_RULE = ("the last checkpoint of the run (end of the cosine schedule; with --ema-decay, its averaged weights); "
+                   "held-out metrics are diagnostics only")
 NEAR_TRANSITION = 4  # frames either side of a gripper change that count as "near a transition"
 
 
