@@ -42,6 +42,24 @@ def register(subparsers) -> None:
     add_cluster_args(ev)
     ev.set_defaults(func=_eval)
 
+    sel = subparsers.add_parser("select", help="choose a run's checkpoint by closed-loop success from held-out scenes "
+                                               "(never the official init states), then evaluate that one")
+    sel.add_argument("--run", required=True, help="a training run directory; its kept checkpoints are the candidates")
+    sel.add_argument("--starts", required=True, metavar="DATASET",
+                     help="held-out scenes: a dataset of `pokevla generate demos` with another --seed than the training data's")
+    sel.add_argument("--suite", required=True)
+    sel.add_argument("--tasks", help="task ids, e.g. 0-2 (default: all)")
+    sel.add_argument("--trials", type=int, default=8, help="trials per task and checkpoint, one per --starts episode (default 8)")
+    sel.add_argument("--steps", help="candidate steps, e.g. 4000,5000,6000 (default: every kept checkpoint)")
+    sel.add_argument("--out", required=True, help="results directory (run again with the same flags to resume)")
+    sel.add_argument("--workers", type=int, default=None, help="parallel simulator processes (default: all cores)")
+    sel.add_argument("--resolution", type=int, default=256, help="render size in px: the training data's")
+    sel.add_argument("--fast-render", action="store_true", help="as the training data, if it was rendered so")
+    sel.add_argument("--device", default="cpu")
+    sel.add_argument("--seed", type=int, default=0, help="the env's base seed")
+    add_cluster_args(sel)
+    sel.set_defaults(func=_select)
+
 
 def _eval(args: argparse.Namespace) -> int:
     from pokevla.common.errors import PokeVLAError
@@ -73,13 +91,37 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _select(args: argparse.Namespace) -> int:
+    from pokevla.common.errors import PokeVLAError
+    from pokevla.eval.evaluate import EvalConfig
+    from pokevla.eval.select import format_selection, select
+    from pokevla.sim import suites
+
+    _check_render(args)
+    suites.get_suite(args.suite)
+    try:
+        steps = [int(s) for s in args.steps.split(",")] if args.steps else None
+    except ValueError:
+        raise PokeVLAError(f"--steps takes comma-separated step numbers, e.g. 4000,5000,6000; got {args.steps!r}") from None
+    cluster, workers = cluster_from_args(args)
+    config = EvalConfig(suite=args.suite, task_ids=tuple(suites.parse_task_ids(args.tasks, args.suite)), trials=args.trials,
+                        out=args.out, resolution=args.resolution, fast_render=args.fast_render, workers=workers,
+                        videos_per_task=0, seed=args.seed, starts=args.starts, cluster=cluster)
+    selection = select(args.run, config, steps, args.device)
+    print(format_selection(selection))
+    chosen = selection["selected"]["checkpoint"]
+    print(f"selected: {chosen}\nevaluate it with the published protocol: pokevla eval --checkpoint {chosen} "
+          f"--suite {args.suite}{' --tasks ' + args.tasks if args.tasks else ''} --resolution {args.resolution}"
+          f"{' --fast-render' if args.fast_render else ''} --out DIR")
+    print(f"results: {args.out}/selection.json")
+    return 0
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     from pokevla.common.errors import PokeVLAError
 
     if args.replan_steps is not None and args.replan_steps < 1:
         raise PokeVLAError(f"--replan-steps must be at least 1, got {args.replan_steps}")
-    if not 32 <= args.resolution <= 1024:
-        raise PokeVLAError(f"--resolution {args.resolution} is out of range; use 32-1024 px (the published protocol: 256)")
     if args.temporal_ensemble is not None and args.temporal_ensemble < 0:
         raise PokeVLAError(f"--temporal-ensemble takes a decay >= 0, got {args.temporal_ensemble}")
     if args.policy and (args.temporal_ensemble is not None or args.replan_steps is not None):
@@ -87,6 +129,15 @@ def _check_numbers(args: argparse.Namespace) -> None:
                            f"not to --policy {args.policy}")
     if args.videos < -1:
         raise PokeVLAError(f"--videos takes a count, or -1 for all; got {args.videos}")
+    _check_render(args)
+
+
+def _check_render(args: argparse.Namespace) -> None:
+    """The settings every command that plays a model in the simulator shares."""
+    from pokevla.common.errors import PokeVLAError
+
+    if not 32 <= args.resolution <= 1024:
+        raise PokeVLAError(f"--resolution {args.resolution} is out of range; use 32-1024 px (the published protocol: 256)")
     if not (args.device == "cpu" or args.device.startswith("cuda")):
         raise PokeVLAError(f"--device {args.device!r}: use cpu, cuda or cuda:N")
 

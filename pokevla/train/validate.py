@@ -3,7 +3,8 @@
 Whole episodes are held out (never single frames: neighbouring frames are near-duplicates), spread
 evenly over the dataset so every task keeps its share. The metrics are diagnostics, not the verdict:
 a policy is judged by closed-loop success, and `pokevla eval` evaluates the run's last checkpoint
-(`CHECKPOINT_RULE`), whatever these numbers say (LIBERO's appendix E.2: validation loss misleads).
+(`CHECKPOINT_RULE`), whatever these numbers say (LIBERO's appendix E.2: validation loss misleads),
+unless `pokevla select` chose another by rollouts from held-out scenes.
 """
 
 from __future__ import annotations
