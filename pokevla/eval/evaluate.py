@@ -9,6 +9,7 @@ atomically from the journal with the per-task table, every setting, the seed and
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -135,6 +136,16 @@ def evaluate(config: EvalConfig, policy: PolicySpec, progress: bool = True) -> d
     return results
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate: honest at 0 or all successes, unlike p +- 1.96 sd."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def summarize(config: EvalConfig, policy: PolicySpec, records: list[dict], wall_seconds: float, new_episodes: int) -> dict:
     from pokevla.sim import suites
 
@@ -145,6 +156,7 @@ def summarize(config: EvalConfig, policy: PolicySpec, records: list[dict], wall_
         per_task.append({
             "task_id": task_id, "instruction": suites.get_task(config.suite, task_id).instruction,
             "successes": wins, "trials": len(rows), "success_rate": wins / len(rows) if rows else None,
+            "interval95": list(wilson_interval(wins, len(rows))),
             "mean_steps": sum(r["steps"] for r in rows) / len(rows) if rows else None,
         })
     total = sum(t["trials"] for t in per_task)
@@ -153,7 +165,8 @@ def summarize(config: EvalConfig, policy: PolicySpec, records: list[dict], wall_
         "suite": config.suite, "protocol": PROTOCOL,
         "max_steps": config.step_limit, "settle_steps": suites.SETTLE_STEPS,
         "protocol_deviations": _deviations(config, policy),
-        "overall": {"successes": wins, "episodes": total, "success_rate": wins / total if total else None},
+        "overall": {"successes": wins, "episodes": total, "success_rate": wins / total if total else None,
+                    "interval95": list(wilson_interval(wins, total))},
         "per_task": per_task,
         "settings": {**asdict(config), "render_mode": "fast" if config.fast_render else "stock"},
         "policy": policy.describe(), "versions": package_versions(), "machine": machine(),
@@ -229,5 +242,6 @@ def format_table(results: dict) -> str:
         lines.append(f"{t['task_id']:>4}  {t['successes']:>4}/{t['trials']:<4}  {rate:>6}  {steps:>6}  {t['instruction']}")
     o = results["overall"]
     rate = f"{100 * o['success_rate']:.1f}%" if o["success_rate"] is not None else "-"
-    lines.append(f"{'all':>4}  {o['successes']:>4}/{o['episodes']:<4}  {rate:>6}")
+    low, high = o["interval95"]
+    lines.append(f"{'all':>4}  {o['successes']:>4}/{o['episodes']:<4}  {rate:>6}  (95% Wilson interval {100 * low:.0f}-{100 * high:.0f}%)")
     return "\n".join(lines)

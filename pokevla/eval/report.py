@@ -53,5 +53,7 @@ def results_table_md(results: dict) -> str:
         rate = f"{100 * t['success_rate']:.0f}%" if t["success_rate"] is not None else "-"
         rows.append(f"| {t['task_id']} | {t['instruction']} | {t['successes']}/{t['trials']} | {rate} |")
     o = results["overall"]
-    rows.append(f"| all | | {o['successes']}/{o['episodes']} | {100 * (o['success_rate'] or 0):.1f}% |")
+    low, high = o["interval95"]
+    rows.append(f"| all | | {o['successes']}/{o['episodes']} | {100 * (o['success_rate'] or 0):.1f}% "
+                f"(95% interval {100 * low:.0f}-{100 * high:.0f}%) |")
     return "\n".join(rows)

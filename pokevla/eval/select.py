@@ -11,14 +11,13 @@ the chosen checkpoint is then evaluated once with the published protocol.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pokevla.common.errors import PokeVLAError
 from pokevla.common.io import write_json_atomic
 from pokevla.common.versions import machine, package_versions
-from pokevla.eval.evaluate import EvalConfig, evaluate
+from pokevla.eval.evaluate import EvalConfig, evaluate, wilson_interval
 from pokevla.eval.policy import PolicySpec
 
 RULE = ("the candidate with the most successes from the held-out starts; a tie goes to the later step "
@@ -29,16 +28,6 @@ RULE = ("the candidate with the most successes from the held-out starts; a tie g
 class Candidate:
     step: int
     checkpoint: Path  # the model folder
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate: honest at 0 or all successes, unlike p +- 1.96 sd."""
-    if trials == 0:
-        return 0.0, 1.0
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def candidates(run: str | Path, steps: list[int] | None) -> list[Candidate]:
@@ -98,7 +87,8 @@ def select(run: str | Path, config: EvalConfig, steps: list[int] | None = None, 
                            PolicySpec("checkpoint", str(candidate.checkpoint), device=device), progress=progress)
         wins, episodes = results["overall"]["successes"], results["overall"]["episodes"]
         rows.append({"step": candidate.step, "checkpoint": str(candidate.checkpoint), "successes": wins,
-                     "episodes": episodes, "success_rate": wins / episodes, "interval95": wilson_interval(wins, episodes),
+                     "episodes": episodes, "success_rate": wins / episodes,
+                     "interval95": list(wilson_interval(wins, episodes)),
                      "per_task": {str(t["task_id"]): t["successes"] for t in results["per_task"]}})
     best = max(rows, key=lambda r: (r["successes"], r["step"]))
     selection = {"run": str(run), "rule": RULE, "starts": config.starts, "suite": config.suite,

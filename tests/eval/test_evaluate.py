@@ -36,6 +36,7 @@ def test_expert_evaluation_writes_a_complete_results_file_and_resumes(tmp_path, 
     task = results["per_task"][0]
     assert task["instruction"] == "pick up the alphabet soup and place it in the basket" and task["trials"] == 2
     assert results["overall"]["successes"] == 2  # the expert solves this task
+    assert round(results["overall"]["interval95"][0], 2) == 0.34 and results["overall"]["interval95"][1] == 1.0
     assert results["max_steps"] == 280 and results["settings"]["seed"] == 0
     assert results["versions"]["mujoco"] == "3.3.7" and results["versions"]["robosuite"] == "1.4.0"
     assert "2 trials per task instead of 50" in results["protocol_deviations"]

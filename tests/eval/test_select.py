@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pokevla.eval import select as sel
-from pokevla.eval.evaluate import EvalConfig
+from pokevla.eval.evaluate import EvalConfig, wilson_interval
 
 
 def generated(make_dataset, root, seed):
@@ -71,10 +71,10 @@ def test_a_tie_goes_to_the_later_checkpoint_and_steps_narrow_the_candidates(tmp_
 
 
 def test_wilson_interval_matches_the_published_formula():
-    low, high = sel.wilson_interval(112, 150)
+    low, high = wilson_interval(112, 150)
     assert round(100 * low) == 67 and round(100 * high) == 81
-    assert sel.wilson_interval(0, 50)[0] == 0.0 and round(100 * sel.wilson_interval(0, 50)[1]) == 7
-    assert sel.wilson_interval(50, 50)[1] == 1.0
+    assert wilson_interval(0, 50)[0] == 0.0 and round(100 * wilson_interval(0, 50)[1]) == 7
+    assert wilson_interval(50, 50)[1] == 1.0
 
 
 def test_selection_refuses_training_scenes_and_missing_steps(tmp_path, make_dataset, bad_input):
