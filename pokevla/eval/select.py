@@ -32,9 +32,11 @@ class Candidate:
 
 def candidates(run: str | Path, steps: list[int] | None) -> list[Candidate]:
     """The run's complete checkpoints (or those of `steps`), oldest first."""
-    from pokevla.train.checkpoints import complete_checkpoints
+    from pokevla.train.checkpoints import checkpoints_dir
 
-    kept = {int(p.name.removeprefix("step_")): p for p in complete_checkpoints(Path(run))}
+    # a model folder is enough to evaluate: a candidate need not keep its trainer state
+    kept = {int(p.name.removeprefix("step_")): p for p in sorted(checkpoints_dir(Path(run)).glob("step_*"))
+            if (p / "config.json").is_file() and (p / "model.safetensors").is_file()}
     if not kept:
         raise PokeVLAError(f"{run} holds no complete checkpoint; give a training run directory (pokevla train --out)")
     if steps is None:

@@ -22,7 +22,7 @@ def training_run(root, dataset, steps):
     for step in steps:
         folder = root / "checkpoints" / f"step_{step:07d}"
         folder.mkdir()
-        for name in ("config.json", "model.safetensors", "trainer.pt"):
+        for name in ("config.json", "model.safetensors"):  # no trainer state: selection needs only the model
             (folder / name).write_text("{}")
     (root / "checkpoints/last").write_text(f"step_{steps[-1]:07d}\n")
     return root
