@@ -27,10 +27,15 @@ def checkpoints_dir(run: Path) -> Path:
     return run / "checkpoints"
 
 
+def model_checkpoints(run: Path) -> list[Path]:
+    """Checkpoint folders holding a loadable model, oldest first (a stage-1 model folder has no stats.json)."""
+    return sorted(p for p in checkpoints_dir(run).glob("step_*")
+                  if p.is_dir() and all((p / n).is_file() for n in ("config.json", "model.safetensors")))
+
+
 def complete_checkpoints(run: Path) -> list[Path]:
     """Checkpoint folders with every file a resume needs, oldest first."""
-    needed = ("config.json", "model.safetensors", TRAINER_STATE)  # a stage-1 model folder has no stats.json
-    return sorted(p for p in checkpoints_dir(run).glob("step_*") if p.is_dir() and all((p / n).is_file() for n in needed))
+    return [p for p in model_checkpoints(run) if (p / TRAINER_STATE).is_file()]
 
 
 def last_checkpoint(run: Path) -> Path | None:
