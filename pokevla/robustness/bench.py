@@ -30,8 +30,7 @@ def bench_variants(task_instruction: str, distractors: tuple, shifts: tuple) -> 
         ("background table", BackgroundSpec(LEVEL, "table", table_texture="procedural:checker", texture_seed=1)),
         ("background theme", BackgroundSpec(LEVEL, "theme", table_texture="asset:marble_floor",
                                             wall_texture="asset:dark_blue_wall")),
-        *[(f"noise {k}", NoiseSpec(LEVEL, k, severity=6, seed=0))
-          for k in ("motion_blur", "gaussian_noise", "zoom_blur", "fog", "glass_blur")],
+        *[(f"noise {k}", NoiseSpec(LEVEL, k, severity=6, seed=0)) for k in NoiseSpec.kinds],
         *([("layout shift", LayoutSpec(LEVEL, "shift", shifts=shifts))] if shifts else []),  # nothing movable: no row
         ("layout distractors", LayoutSpec(LEVEL, "distractors", distractors=distractors, scene_seed=1)),
     ]

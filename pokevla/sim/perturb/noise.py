@@ -1,12 +1,14 @@
-"""Noise dimension: ImageNet-C corruptions widened to 10 severities, on the third-person image only.
+"""Noise dimension: LIBERO-Plus's image corruptions, on the third-person image only.
+
+The five kinds and their parameters per severity 1-10 are the official ones (`envs/env_wrapper.py`
+of the LIBERO-Plus code, ImageNet-C functions widened to 10 severities): motion blur (radius, sigma)
+with a random angle in +-45 deg per frame, gaussian blur sigma 1-10 px, zoom blur over a table of
+zoom factors, fog (strength, decay) on a plasma map, glass blur (sigma, delta, iterations). Official
+variant `_noise_C` is kind (C - 1) // 10 at severity (C - 1) % 10 + 1.
 
 All functions map uint8 (H, W, 3) to uint8 (H, W, 3), are vectorised (OpenCV filters, NumPy
-gathers; no per-pixel Python loops), work with NumPy 2 and at any resolution. Blur sizes are given
-for 224 px (ImageNet-C) and scaled with the image width. Parameters interpolate the LIBERO-Plus
-ranges linearly over severities 1-10: motion blur (radius, sigma) (5, 2) -> (35, 20) with a random
-angle in +-45 deg per frame; gaussian noise sigma 0.04 -> 0.40 (of the [0, 1] range); zoom blur up to
-1.06 -> 1.56x; fog (strength, decay) (0.5, 3) -> (5, 1.3); glass blur (sigma, delta, iterations)
-(0.5, 1, 3) -> (2.5, 5, 1).
+gathers; no per-pixel Python loops), work with NumPy 2 and at any resolution. Pixel sizes are the
+official ones at 224 px and scale with the image width.
 """
 
 from __future__ import annotations
@@ -19,19 +21,33 @@ from pokevla.sim.perturb.spec import NoiseSpec
 
 REFERENCE_WIDTH = 224
 
+# The official tables, indexed by severity - 1.
+MOTION_BLUR = ((5, 2), (8, 3), (10, 4), (12, 5), (15, 6), (18, 8), (20, 10), (25, 12), (30, 15), (35, 20))  # radius, sigma
+GAUSSIAN_BLUR = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)  # sigma
+ZOOM_BLUR = ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03),  # np.arange(1, stop, step)
+             (1.36, 0.01), (1.41, 0.01), (1.46, 0.02), (1.51, 0.02), (1.56, 0.03))
+FOG = ((0.5, 3), (1.0, 2.8), (1.5, 2.5), (2.0, 2.2), (2.5, 2.0), (3.0, 1.8), (3.5, 1.6), (4.0, 1.5), (4.5, 1.4), (5.0, 1.3))
+GLASS_BLUR = ((0.5, 1, 3), (0.7, 1, 3), (0.9, 2, 3), (1.0, 2, 2), (1.1, 3, 2),  # sigma, max delta, iterations
+              (1.3, 3, 2), (1.5, 4, 2), (1.8, 4, 2), (2.2, 5, 1), (2.5, 5, 1))
 
-def _lerp(lo: float, hi: float, severity: int) -> float:
-    return lo + (hi - lo) * (severity - 1) / 9
+
+def _scale(img: np.ndarray) -> float:
+    return img.shape[1] / REFERENCE_WIDTH
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
 
 
+def _gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
+    """skimage.filters.gaussian's defaults: a kernel truncated at 4 sigma, edges extended ('nearest')."""
+    size = 2 * int(np.ceil(4 * sigma)) + 1
+    return cv2.GaussianBlur(x, (size, size), sigma, borderType=cv2.BORDER_REPLICATE)
+
+
 def motion_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    scale = img.shape[1] / REFERENCE_WIDTH
-    radius = max(1, int(round(_lerp(5, 35, severity) * scale)))
-    sigma = _lerp(2, 20, severity) * scale
+    radius, sigma = MOTION_BLUR[severity - 1]
+    radius, sigma = max(1, int(round(radius * _scale(img)))), sigma * _scale(img)
     angle = np.deg2rad(rng.uniform(-45, 45))
     # One-sided gaussian streak, as ImageMagick's motion blur used by ImageNet-C.
     steps = np.arange(radius + 1)
@@ -44,10 +60,8 @@ def motion_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT)
 
 
-def gaussian_noise(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    sigma = _lerp(0.04, 0.40, severity)
-    x = img.astype(np.float32) / 255
-    return _to_uint8(x + rng.normal(0, sigma, size=img.shape).astype(np.float32))
+def gaussian_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    return _to_uint8(_gaussian(img.astype(np.float32) / 255, GAUSSIAN_BLUR[severity - 1] * _scale(img)))
 
 
 def _zoom_centre(img: np.ndarray, factor: float) -> np.ndarray:
@@ -58,8 +72,8 @@ def _zoom_centre(img: np.ndarray, factor: float) -> np.ndarray:
 
 
 def zoom_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    max_zoom = _lerp(1.06, 1.56, severity)
-    factors = np.arange(1.0, max_zoom + 1e-9, 0.02)[1:]
+    stop, step = ZOOM_BLUR[severity - 1]
+    factors = np.arange(1.0, stop, step)  # 1.0 included: the official sums the unzoomed image twice
     x = img.astype(np.float32)
     acc = x.copy()
     for f in factors:  # a handful of resizes per frame, each vectorised
@@ -68,7 +82,10 @@ def zoom_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
 
 
 def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
-    """Diamond-square height map in [0, 1], (size, size); size a power of two."""
+    """Diamond-square height map in [0, 1], (size, size); size a power of two.
+
+    As the official, a level's noise is wibble * U(-wibble, wibble): its amplitude falls by decay^2 per
+    level, which sets how smooth the fog is."""
     maparray = np.zeros((size, size), dtype=np.float64)
     step = size
     wibble = 100.0
@@ -78,21 +95,21 @@ def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndar
         # squares: centre of each square = mean of its corners + noise
         corners = maparray[0:size:step, 0:size:step]
         square = corners + np.roll(corners, -1, 0) + np.roll(corners, -1, 1) + np.roll(np.roll(corners, -1, 0), -1, 1)
-        maparray[half:size:step, half:size:step] = square / 4 + rng.uniform(-wibble, wibble, square.shape)
+        maparray[half:size:step, half:size:step] = square / 4 + wibble * rng.uniform(-wibble, wibble, square.shape)
         # diamonds: edge midpoints = mean of their four neighbours + noise
         sq = maparray[half:size:step, half:size:step]
         c = maparray[0:size:step, 0:size:step]
         ltsum = c + np.roll(c, -1, 0) + sq + np.roll(sq, 1, 1)
-        maparray[half:size:step, 0:size:step] = ltsum / 4 + rng.uniform(-wibble, wibble, ltsum.shape)
+        maparray[half:size:step, 0:size:step] = ltsum / 4 + wibble * rng.uniform(-wibble, wibble, ltsum.shape)
         ttsum = c + np.roll(c, -1, 1) + sq + np.roll(sq, 1, 0)
-        maparray[0:size:step, half:size:step] = ttsum / 4 + rng.uniform(-wibble, wibble, ttsum.shape)
+        maparray[0:size:step, half:size:step] = ttsum / 4 + wibble * rng.uniform(-wibble, wibble, ttsum.shape)
         step = half
     maparray -= maparray.min()
     return maparray / maparray.max()
 
 
 def fog(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    strength, decay = _lerp(0.5, 5.0, severity), _lerp(3.0, 1.3, severity)
+    strength, decay = FOG[severity - 1]
     h, w = img.shape[:2]
     size = 1 << int(np.ceil(np.log2(max(h, w, 2))))  # any resolution, not only <= 256
     x = img.astype(np.float32) / 255
@@ -102,12 +119,10 @@ def fog(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def glass_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    scale = img.shape[1] / REFERENCE_WIDTH
-    sigma = _lerp(0.5, 2.5, severity) * scale
-    delta = max(1, int(round(_lerp(1, 5, severity) * scale)))
-    iterations = int(round(_lerp(3, 1, severity)))
+    sigma, delta, iterations = GLASS_BLUR[severity - 1]
+    sigma, delta = sigma * _scale(img), max(1, int(round(delta * _scale(img))))
     h, w = img.shape[:2]
-    x = cv2.GaussianBlur(img.astype(np.float32), (0, 0), sigma)
+    x = np.rint(_gaussian(img.astype(np.float32), sigma))  # the official blurs, then swaps uint8 pixels
     rows, cols = np.mgrid[0:h, 0:w]
     for _ in range(iterations):
         # Every pixel takes the value of a random neighbour within delta: the vectorised form of
@@ -115,13 +130,12 @@ def glass_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
         dr = rng.integers(-delta, delta + 1, size=(h, w))
         dc = rng.integers(-delta, delta + 1, size=(h, w))
         x = x[np.clip(rows + dr, 0, h - 1), np.clip(cols + dc, 0, w - 1)]
-    x = cv2.GaussianBlur(x, (0, 0), sigma)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return _to_uint8(_gaussian(x / 255, sigma))
 
 
 CORRUPTIONS = {
     "motion_blur": motion_blur,
-    "gaussian_noise": gaussian_noise,
+    "gaussian_blur": gaussian_blur,
     "zoom_blur": zoom_blur,
     "fog": fog,
     "glass_blur": glass_blur,

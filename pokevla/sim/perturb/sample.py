@@ -99,7 +99,7 @@ def backdrop(level: int, rng: np.random.Generator) -> BackgroundSpec:
 
 
 def noise(level: int, rng: np.random.Generator) -> NoiseSpec:
-    kind = _pick(rng, {"glass_blur": 364, "gaussian_noise": 341, "motion_blur": 336, "zoom_blur": 288, "fog": 272})
+    kind = _pick(rng, {"glass_blur": 364, "gaussian_blur": 341, "motion_blur": 336, "zoom_blur": 288, "fog": 272})
     return NoiseSpec(level, kind, severity=2 * level - int(rng.integers(0, 2)), seed=int(rng.integers(1 << 31)))
 
 

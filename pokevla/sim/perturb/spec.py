@@ -125,10 +125,12 @@ class RobotSpec(_Spec):
 
 @dataclass(frozen=True)
 class LanguageSpec(_Spec):
-    """A rewritten instruction; the policy gets `instruction` instead of the task's."""
+    """A rewritten instruction; the policy gets `instruction` instead of the task's.
+
+    Kind "official" is a rewrite taken as it is (LIBERO-Plus's own, whose style is not recorded)."""
 
     dimension: ClassVar[str] = "language"
-    kinds: ClassVar[tuple[str, ...]] = ("paraphrase", "context", "commonsense", "reasoning", "combined")
+    kinds: ClassVar[tuple[str, ...]] = ("paraphrase", "context", "commonsense", "reasoning", "combined", "official")
     instruction: str = ""
 
     def __post_init__(self):
@@ -171,7 +173,7 @@ class NoiseSpec(_Spec):
     """Corruption of the third-person image at severity 1-10 (level = ceil(severity / 2))."""
 
     dimension: ClassVar[str] = "noise"
-    kinds: ClassVar[tuple[str, ...]] = ("motion_blur", "gaussian_noise", "zoom_blur", "fog", "glass_blur")
+    kinds: ClassVar[tuple[str, ...]] = ("motion_blur", "gaussian_blur", "zoom_blur", "fog", "glass_blur")
     severity: int = 1
     seed: int = 0  # per-frame randomness (blur angle, noise, fog map) is drawn from (seed, episode, frame)
 
