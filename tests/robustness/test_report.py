@@ -89,19 +89,20 @@ def test_official_runs_state_what_they_cover_beside_the_paper(fake, tmp_path, fa
     import_official(wheel, tmp_path / "official", installed, log=lambda _: None)
     manifest = tmp_path / "official" / "manifest.jsonl"
     coverage = official_coverage(manifest)
-    assert coverage["variants"] == 14 and coverage["runnable"] == len(read_manifest(manifest)[0]) == 6
+    assert coverage["variants"] == 14 and coverage["runnable"] == len(read_manifest(manifest)[0]) == 7
     assert coverage["per_dimension"]["camera"] == {"variants": 4, "runnable": 3}
     assert coverage["per_dimension"]["robot"] == {"variants": 2, "runnable": 1}  # one of them with the camera
     assert coverage["per_dimension"]["noise"] == coverage["per_dimension"]["language"] == {"variants": 1, "runnable": 1}
-    assert coverage["per_suite"] == {"libero_spatial": {"variants": 14, "runnable": 6}}
+    assert coverage["per_dimension"]["layout"] == {"variants": 2, "runnable": 1}
+    assert coverage["per_suite"] == {"libero_spatial": {"variants": 14, "runnable": 7}}
 
     logged = []
     results = robustness.evaluate_manifest(lambda: None, manifest, 1, tmp_path / "run", settings=SETTINGS,
-                                           policy_name="expert", log=logged.append, sample=(4, 0))
-    assert results["manifest"]["official_coverage"] == coverage and results["manifest"]["variants"] == 6
+                                           policy_name="expert", log=logged.append, sample=(5, 0))
+    assert results["manifest"]["official_coverage"] == coverage and results["manifest"]["variants"] == 7
     skipped = [m for m in logged if m.startswith("skipped")]
     assert len(skipped) == robustness.SHOWN_SKIPPED + 1 and "more line(s)" in skipped[-1]
-    assert len(results["manifest"]["skipped_lines"]) == 8  # every skipped line kept in results.json
+    assert len(results["manifest"]["skipped_lines"]) == 7  # every skipped line kept in results.json
 
     table = results["table"]
     for name, row in PAPER_ROWS.items():
@@ -109,9 +110,9 @@ def test_official_runs_state_what_they_cover_beside_the_paper(fake, tmp_path, fa
     ours = next(line for line in table.splitlines() if line.startswith("| expert "))
     cells = [c.strip() for c in ours.strip("|").split("|")]
     # camera, robot, language, light, background, noise, layout, Total: one episode per runnable cell
-    assert [c.split(" ")[-1] for c in cells[1:]] == ["(1)", "(1)", "(1)", "-", "-", "(1)", "-", "(4)"]
-    assert "covers 4 of the 14 official variants" in table
-    assert "camera 1/4, robot 1/2, language 1/1, light 0/1" in table and "absent from our Total: light, background, layout" in table
+    assert [c.split(" ")[-1] for c in cells[1:]] == ["(1)", "(1)", "(1)", "-", "-", "(1)", "(1)", "(5)"]
+    assert "covers 5 of the 14 official variants" in table
+    assert "camera 1/4, robot 1/2, language 1/1, light 0/1" in table and "absent from our Total: light, background;" in table
     json.dumps(results)  # the table and coverage are plain JSON in results.json
 
 

@@ -1,5 +1,7 @@
 """Each dimension changes what it should in the simulator and nothing else (small: 32 px renders)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -124,6 +126,26 @@ def test_layout_shift_moves_the_objects_by_the_stated_offset(base):
         bad = LayoutSpec(2, "shift", shifts=(("akita_black_bowl_1", 0.125, 0.0),))  # onto the plate
     with make_env(bad, render=False) as env:
         assert layout.check_layout(env, bad) is not None
+
+
+def test_layout_scene_builds_its_bddl_and_starts_from_its_own_state(base):
+    """An official jittered layout: the task's BDDL with a region moved, started from its one saved state."""
+    from pokevla.common.errors import ConfigError
+    from pokevla.sim import suites
+
+    text = Path(suites.get_task(SUITE, TASK).bddl_path).read_text()
+    moved = text.replace("(:language", ";; regions of the variant\n  (:language", 1)
+    state = base["state"].copy()
+    with make_env(render=False) as env:  # the bowl moved 3 cm in the saved state
+        addr = env.sim.model.get_joint_qpos_addr(env.raw_env.objects_dict["akita_black_bowl_1"].joints[-1])[0]
+    state[1 + addr] += 0.03
+    spec = LayoutSpec(2, "scene", bddl_text=moved, sim_state=tuple(state))
+    with make_env(spec, render=False) as env:
+        assert env.num_trials == 1 and Path(env.raw_env.bddl_file_name).read_text() == moved
+        env.reset(0, settle_steps=0)
+        np.testing.assert_allclose(env.get_sim_state()[1:], state[1:], atol=1e-9)
+    with pytest.raises(ConfigError, match="another scene"):
+        make_env(LayoutSpec(2, "scene", bddl_text=moved, sim_state=tuple(state[:-1])), render=False)
 
 
 def test_layout_distractors_add_settled_objects():

@@ -214,6 +214,12 @@ def test_layout_spec_kind_matches_its_parameters():
         LayoutSpec(1, "shift", distractors=(("milk", 0.1, 0.1),))
     spec = LayoutSpec(2, "distractors", distractors=(("milk", 0.1, 0.1),), scene_seed=4)
     assert spec_from_dict("layout", spec.to_dict()) == spec
+    with pytest.raises(ConfigError, match="'scene' layout needs bddl_text and sim_state"):
+        LayoutSpec(3, "scene", bddl_text="(define (problem p))")
+    with pytest.raises(ConfigError, match="'shift' layout needs shifts and nothing else"):
+        LayoutSpec(3, "shift", shifts=(("bowl_1", 0.1, 0.0),), sim_state=(0.0, 1.0))
+    scene = LayoutSpec(3, "scene", bddl_text="(define (problem p))", sim_state=(0.0, 1.0))
+    assert spec_from_dict("layout", scene.to_dict()) == scene  # JSON lists come back as the tuple of floats
 
 
 def test_only_objects_standing_on_the_table_are_shiftable():

@@ -9,10 +9,10 @@ from functools import lru_cache
 
 from pokevla.common.errors import ConfigError
 from pokevla.robustness.official.installed import Installed
-from pokevla.robustness.official.wheel import ROOT, STYLE_FILE, Bddl, Wheel, read_bddl
+from pokevla.robustness.official.wheel import ROOT, STYLE_FILE, Bddl, Wheel, read_bddl, read_init_states
 from pokevla.sim.perturb.manifest import Variant
 from pokevla.sim.perturb.robot import Q0
-from pokevla.sim.perturb.spec import DIMENSIONS, CameraSpec, LanguageSpec, NoiseSpec, Perturbation, RobotSpec
+from pokevla.sim.perturb.spec import DIMENSIONS, CameraSpec, LanguageSpec, LayoutSpec, NoiseSpec, Perturbation, RobotSpec
 
 ARENA_FIXTURES = frozenset({"table", "kitchen_table", "living_room_table", "study_table", "floor", "coffee_table"})
 NOISE_KINDS = ("motion_blur", "gaussian_blur", "zoom_blur", "fog", "glass_blur")
@@ -30,7 +30,7 @@ NAME = re.compile(
 UNSUPPORTED = {
     "light": "pokevla's LightSpec cannot load an official light scene XML",
     "background": "pokevla's BackgroundSpec cannot apply an official scene (its scene XML and floor / wall styles)",
-    "layout": "pokevla's LayoutSpec cannot load an official BDDL with its one-state init file",
+    "layout": "pokevla cannot add the official distractor objects",
     "combined": "pokevla applies one perturbation per episode",
 }
 CAMERA_DEVIATION = ("official pitch P is a rotation of -P deg about world y: pitch_deg = -P; the official rounds "
@@ -44,6 +44,8 @@ NOISE_KIND_DEVIATION = {
     "fog": "the plasma map is sized to the image (the official crops a 256 px map)",
     "glass_blur": "each pixel takes a random neighbour's value at once, in place of the official sequential swaps",
 }
+LAYOUT_DEVIATION = ("the scene starts from the variant's one-state init file; fixtures are placed at reset by "
+                    "pokevla's seeded sampler from the variant's BDDL, as at every reset (a saved state holds no fixture pose)")
 ROBOT_DEVIATION = ("pokevla also writes these joints into init state 0, so the arm starts there; the official only "
                    "sets init_qpos (the controller's posture target) and set_init_state restores the recorded ~q0")
 
@@ -193,7 +195,8 @@ class Describer:
         official = {"name": name, "base_task": parsed["base"], "dimensions": parsed["dimensions"], "params": parsed["params"],
                     "prompt": None, "files": None, "reproducible": False, "reason": None, "missing_assets": [],
                     "deviations": [], "unsupported": None}
-        record = Record(suite, name, official, trial=None if parsed["own_init"] else 0)
+        distractors = parsed["params"].get("layout", {}).get("kind") == "distractors"
+        record = Record(suite, name, official, trial=None if distractors else 0)  # a scene's own state is its trial 0
         try:
             self._fill(record, parsed)
         except ConfigError as e:
@@ -247,7 +250,7 @@ class Describer:
             return
         record.copies = {f"files/{m}": m for m in (bddl_member, init_member)}
         official["files"] = {"bddl": f"files/{bddl_member}", "init": f"files/{init_member}"}
-        self._spec(record)
+        self._spec(record, bddl_member, init_member)
 
     def _details(self, params: dict, bddl: Bddl, base: Bddl) -> None:
         """Parameters that live in the variant's BDDL rather than in its name."""
@@ -303,7 +306,7 @@ class Describer:
         self._assets[member] = (missing, deviations)
         return missing, deviations
 
-    def _spec(self, record: Record) -> None:
+    def _spec(self, record: Record, bddl_member: str, init_member: str) -> None:
         """The pokevla spec that reproduces the variant, or why there is none yet."""
         params, dims = record.official["params"], record.dimensions
         if len(dims) > 1:
@@ -322,6 +325,16 @@ class Describer:
             record.spec = NoiseSpec(record.level, n["kind"], severity=n["severity"])
             record.official["deviations"] += [NOISE_DEVIATION] + ([NOISE_KIND_DEVIATION[n["kind"]]]
                                                                   if n["kind"] in NOISE_KIND_DEVIATION else [])
+        elif dims == ["layout"] and params["layout"]["kind"] == "shift":
+            try:
+                states = read_init_states(self.wheel.read(init_member))
+            except ConfigError as e:
+                raise ConfigError(f"{init_member}: {e}") from None
+            if len(states) != 1:
+                raise ConfigError(f"{init_member}: {len(states)} init states where a layout variant has one")
+            record.spec = LayoutSpec(record.level, "scene", bddl_text=self.bddl(bddl_member).text,
+                                     sim_state=tuple(states[0]))
+            record.official["deviations"].append(LAYOUT_DEVIATION)
         else:
             record.official["unsupported"] = UNSUPPORTED[dims[0]]
 

@@ -59,6 +59,29 @@ class Bddl:
     text: str = field(repr=False)
 
 
+def read_init_states(data: bytes) -> list[list[float]]:
+    """A `.pruned_init` file (a NumPy array saved with torch.save) -> its states, (num_states, state_size).
+
+    Read with torch's weights-only unpickler and NumPy's array reconstruction allowed, nothing else:
+    a file that holds any other object is refused, not executed."""
+    import io
+
+    import numpy as np
+    import torch
+
+    rebuild = np._core.multiarray._reconstruct  # named numpy.core... in files saved under NumPy 1
+    allowed = [rebuild, (rebuild, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype, np.dtypes.Float64DType]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            states = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as e:  # torch names the offending global in a long message: keep its gist
+        raise ConfigError(f"not an array of init states ({type(e).__name__})") from None
+    states = np.asarray(states, dtype=np.float64)
+    if states.ndim not in (1, 2) or not states.size or not np.isfinite(states).all():
+        raise ConfigError(f"init states of shape {states.shape} (finite values expected, one state per row)")
+    return states.reshape(-1, states.shape[-1]).tolist()
+
+
 def read_bddl(text: str) -> Bddl:
     groups = {g[0]: g[1:] for g in _sexpr(text)[1:] if isinstance(g, list) and g}
     words = groups.get(":language", [])

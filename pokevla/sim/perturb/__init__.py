@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from pokevla.common.errors import ConfigError
 from pokevla.sim.perturb.base import Perturber
 from pokevla.sim.perturb.spec import (
     DIMENSIONS,
@@ -24,7 +27,8 @@ from pokevla.sim.perturb.spec import (
 
 __all__ = [
     "DIMENSIONS", "LEVELS", "BackgroundSpec", "CameraSpec", "LanguageSpec", "LayoutSpec", "LightSpec",
-    "NoiseSpec", "Perturbation", "Perturber", "RobotSpec", "attach", "bddl_path", "reset_kwargs", "spec_from_dict",
+    "NoiseSpec", "Perturbation", "Perturber", "RobotSpec", "attach", "bddl_path", "init_states", "reset_kwargs",
+    "spec_from_dict",
 ]
 
 
@@ -48,9 +52,20 @@ def attach(spec: Perturbation | None, env) -> Perturber:
 
 
 def bddl_path(base_bddl: str, spec: Perturbation | None) -> str:
-    """The BDDL file to build the env from: a generated copy for distractor layouts, else the task's."""
-    if isinstance(spec, LayoutSpec) and spec.distractors:
+    """The BDDL file to build the env from: a generated copy for distractor and scene layouts, else the task's."""
+    if isinstance(spec, LayoutSpec) and (spec.distractors or spec.bddl_text):
         from pokevla.sim.perturb import layout
 
         return layout.bddl_path(base_bddl, spec)
     return base_bddl
+
+
+def init_states(spec: Perturbation | None, official: np.ndarray, state_size: int) -> np.ndarray:
+    """The init states trials start from (num_trials, state_size): a scene layout's own state as its
+    only one (trial 0), else the task's official init states."""
+    if not (isinstance(spec, LayoutSpec) and spec.sim_state):
+        return official
+    if len(spec.sim_state) != state_size:
+        raise ConfigError(f"layout scene: sim_state has {len(spec.sim_state)} values, but its BDDL's task has a state of "
+                          f"{state_size} (time, qpos, qvel); the state belongs to another scene")
+    return np.asarray([spec.sim_state], dtype=np.float64)

@@ -103,8 +103,9 @@ def with_distractors(text: str, distractors: tuple[tuple[str, float, float], ...
 
 
 def bddl_path(base_bddl: str, spec: LayoutSpec) -> str:
-    """Writes the distractor BDDL into the temp folder (named by content hash) and returns its path."""
-    text = with_distractors(Path(base_bddl).read_text(), spec.distractors)
+    """Writes the layout's BDDL (the task's with distractors, or a scene's own) into the temp folder,
+    named by content hash, and returns its path."""
+    text = spec.bddl_text or with_distractors(Path(base_bddl).read_text(), spec.distractors)
     folder = Path(tempfile.gettempdir()) / "pokevla-bddl"
     folder.mkdir(exist_ok=True)
     path = folder / f"{Path(base_bddl).stem}_{hashlib.sha1(text.encode()).hexdigest()[:12]}.bddl"

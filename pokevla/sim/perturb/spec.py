@@ -185,24 +185,31 @@ class NoiseSpec(_Spec):
 
 @dataclass(frozen=True)
 class LayoutSpec(_Spec):
-    """Added distractor objects, or shifted objects of interest.
+    """Added distractor objects, shifted objects of interest, or a whole scene given as its files.
 
     distractors: (category, x, y) world positions on the table/floor; the episode starts from a scene
     sampled with `scene_seed` (the added objects change the state size, so no official init state fits).
     shifts: (object name, dx, dy) metres added to the object's position in official init state `trial`.
+    scene: the task built from `bddl_text` (its regions moved), started from `sim_state` (a flattened
+    MuJoCo state: time, qpos, qvel) as its only init state, trial 0; LIBERO-Plus's jittered layouts.
     """
 
     dimension: ClassVar[str] = "layout"
-    kinds: ClassVar[tuple[str, ...]] = ("distractors", "shift")
+    kinds: ClassVar[tuple[str, ...]] = ("distractors", "shift", "scene")
     distractors: tuple[tuple[str, float, float], ...] = ()
     shifts: tuple[tuple[str, float, float], ...] = ()
     scene_seed: int = 0
+    bddl_text: str = ""
+    sim_state: tuple[float, ...] = ()
 
     def __post_init__(self):
         super().__post_init__()
-        has = {"distractors": bool(self.distractors), "shift": bool(self.shifts)}
-        if not has[self.kind] or any(v for k, v in has.items() if k != self.kind):
-            raise ConfigError(f"a {self.kind!r} layout needs {self.kind if self.kind == 'distractors' else 'shifts'} and nothing else")
+        has = {"distractors": bool(self.distractors), "shift": bool(self.shifts),
+               "scene": bool(self.bddl_text) and bool(self.sim_state)}
+        needs = {"distractors": "distractors", "shift": "shifts", "scene": "bddl_text and sim_state"}
+        given = {"distractors": self.distractors, "shift": self.shifts, "scene": self.bddl_text or self.sim_state}
+        if not has[self.kind] or any(given[k] for k in given if k != self.kind):
+            raise ConfigError(f"a {self.kind!r} layout needs {needs[self.kind]} and nothing else")
 
 
 SPECS: dict[str, type[_Spec]] = {
