@@ -72,8 +72,9 @@ def _eval(args: argparse.Namespace) -> int:
         if args.starts:
             raise PokeVLAError("--starts does not combine with --robustness: a variant defines its own start")
         return _eval_robustness(args)
-    if args.sample is not None:
-        raise PokeVLAError("--sample draws from a manifest: give it with --robustness MANIFEST")
+    for flag, value in (("--sample", args.sample), ("--dimensions", args.dimensions)):
+        if value is not None:
+            raise PokeVLAError(f"{flag} selects from a manifest: give it with --robustness MANIFEST")
     if not args.suite:
         raise PokeVLAError("--suite is required (or --robustness MANIFEST)")
     suites.get_suite(args.suite)
@@ -188,7 +189,7 @@ def _eval_robustness(args: argparse.Namespace) -> int:
 
     from pokevla.common.errors import PokeVLAError
     from pokevla.eval.policy import make_policy
-    from pokevla.robustness.commands import sample_arg
+    from pokevla.robustness.commands import dimensions_arg, sample_arg
     from pokevla.robustness.evaluate import EpisodeSettings, evaluate_manifest
     from pokevla.sim import suites
     from pokevla.sim.perturb.manifest import read_manifest
@@ -206,7 +207,7 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     cluster, workers = cluster_from_args(args)
     results = evaluate_manifest(partial(make_policy, policy), args.robustness, workers, args.out,
                                 settings=settings, policy_name=str(policy.describe()), cluster=cluster,
-                                sample=sample_arg(args), tasks=tasks)
+                                sample=sample_arg(args), tasks=tasks, dimensions=dimensions_arg(args))
     print(results["table"])
     print(f"-> {args.out}/results.json")
     return 0

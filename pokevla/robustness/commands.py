@@ -7,10 +7,13 @@ import argparse
 
 
 def add_sample_args(parser: argparse.ArgumentParser) -> None:
-    """`--sample N` for the manifest evaluations (`pokevla robustness eval`, `pokevla eval --robustness`)."""
+    """`--sample N` and `--dimensions D` for the manifest evaluations (`pokevla robustness eval`,
+    `pokevla eval --robustness`)."""
     parser.add_argument("--sample", type=int, metavar="N",
                         help="evaluate a stratified sample of N variants (every suite and dimension represented, "
                              "drawn with --seed) instead of the whole manifest")
+    parser.add_argument("--dimensions", metavar="D[,D]",
+                        help="only the variants of these dimensions, e.g. language,noise (default: all)")
 
 
 def sample_arg(args: argparse.Namespace) -> tuple[int, int] | None:
@@ -21,6 +24,21 @@ def sample_arg(args: argparse.Namespace) -> tuple[int, int] | None:
         return None
     require_at_least({"--sample": (args.sample, 1)})
     return args.sample, args.seed
+
+
+def dimensions_arg(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The dimensions of `--dimensions a,b`, checked; None for all."""
+    from pokevla.common.errors import ConfigError
+    from pokevla.sim.perturb.spec import DIMENSIONS
+
+    if args.dimensions is None:
+        return None
+    names = tuple(d.strip() for d in args.dimensions.split(",") if d.strip())
+    unknown = [d for d in names if d not in DIMENSIONS]
+    if unknown or not names:
+        raise ConfigError(f"--dimensions {args.dimensions!r}: {'unknown ' + ', '.join(unknown) if unknown else 'empty'}; "
+                          f"choose from {', '.join(DIMENSIONS)}")
+    return names
 
 
 def register(subparsers) -> None:
@@ -124,7 +142,7 @@ def _eval(args: argparse.Namespace) -> int:
     settings = EpisodeSettings(resolution=args.resolution, fast_render=args.fast_render, seed=args.seed,
                                render=not args.no_render)
     results = evaluate_manifest(expert_factory(), args.manifest, args.workers, args.out, settings=settings,
-                                policy_name=args.policy, sample=sample_arg(args))
+                                policy_name=args.policy, sample=sample_arg(args), dimensions=dimensions_arg(args))
     print(results["table"])
     print(f"-> {args.out}/results.json")
     return 0

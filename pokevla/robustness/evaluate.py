@@ -90,12 +90,13 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
                       settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "",
                       log: Callable[[str], None] = print, cluster: Cluster = LOCAL,
                       sample: tuple[int, int] | None = None,
-                      tasks: tuple[str, tuple[int, ...]] | None = None) -> dict:
+                      tasks: tuple[str, tuple[int, ...]] | None = None,
+                      dimensions: tuple[str, ...] | None = None) -> dict:
     """Runs every valid variant of `manifest` once (resuming from out/episodes.jsonl); returns results.
 
     `tasks=(suite, task_ids)` keeps only the variants of those tasks (a policy trained on some tasks is
-    evaluated on theirs); the official coverage is still counted over the whole manifest, so the
-    report says how little of it such a run covers.
+    evaluated on theirs), `dimensions` those of some dimensions; the official coverage is still counted
+    over the whole manifest, so the report says how little of it such a run covers.
     `sample=(n, seed)` runs a stratified sample of n variants instead (every suite and dimension the
     manifest can run represented; `pokevla.robustness.report.stratified_sample`). `out` is claimed
     for these settings, this sample and this policy: a rerun with other ones is refused rather than
@@ -112,6 +113,8 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     runnable = len(variants)
     if tasks is not None:
         variants = select_tasks(variants, *tasks)
+    if dimensions is not None:
+        variants = select_dimensions(variants, dimensions)
     selected = len(variants)
     if sample is not None:
         variants = stratified_sample(variants, *sample)
@@ -119,6 +122,8 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
     claim = {"settings": settings_record, "policy": policy_name}
     if tasks is not None:
         claim["tasks"] = {"suite": tasks[0], "task_ids": list(tasks[1])}
+    if dimensions is not None:
+        claim["dimensions"] = list(dimensions)
     claim_output_dir(out, claim if sample is None else claim | {"sample": list(sample)})
     for message in bad_lines[:SHOWN_SKIPPED]:
         log(f"skipped: {message}")
@@ -143,6 +148,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
                      "variants": runnable, "skipped_lines": bad_lines, "official_coverage": coverage},
         "sample": None if sample is None else {"n": sample[0], "seed": sample[1], "variants": len(variants)},
         "tasks": None if tasks is None else {"suite": tasks[0], "task_ids": list(tasks[1]), "variants": selected},
+        "dimensions": None if dimensions is None else {"names": list(dimensions), "variants": selected},
         "settings": {"policy": policy_name, "workers": workers, "render_mode": "fast" if settings.fast_render else "stock",
                      "max_steps": {s: suites.get_suite(s).max_steps for s in sorted({v.suite for v in variants})},
                      **settings_record},
@@ -166,6 +172,18 @@ def select_tasks(variants: list[Variant], suite: str, task_ids: tuple[int, ...])
         held = sorted({v.suite for v in variants})
         raise ConfigError(f"the manifest has no runnable variant of {suite} task(s) {','.join(map(str, task_ids))} "
                           f"(it holds {', '.join(held) or 'none'}); choose other --suite / --tasks")
+    return chosen
+
+
+def select_dimensions(variants: list[Variant], dimensions: tuple[str, ...]) -> list[Variant]:
+    """The variants of `dimensions`; refuses a selection the manifest has nothing of."""
+    from pokevla.common.errors import ConfigError
+
+    chosen = [v for v in variants if v.dimension in dimensions]
+    if not chosen:
+        held = sorted({v.dimension for v in variants})
+        raise ConfigError(f"the manifest has no runnable variant of dimension(s) {','.join(dimensions)} "
+                          f"(it holds {', '.join(held) or 'none'}); choose other --dimensions")
     return chosen
 
 

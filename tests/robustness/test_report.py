@@ -84,6 +84,39 @@ def test_a_run_on_some_tasks_evaluates_only_theirs_and_claims_its_folder(tmp_pat
                                      log=lambda m: None, tasks=("libero_goal", (0,)))
 
 
+def test_a_run_on_some_dimensions_evaluates_only_theirs_and_claims_its_folder(tmp_path, two_suites, fake_episodes):
+    played, _ = fake_episodes
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, two_suites)
+    theirs = {v.id for v in two_suites if v.dimension in ("robot", "language")}
+    out = tmp_path / "run"
+    results = robustness.evaluate_manifest(lambda: None, manifest, 1, out, settings=SETTINGS, log=lambda m: None,
+                                           dimensions=("robot", "language"))
+    assert results["dimensions"] == {"names": ["robot", "language"], "variants": len(theirs)}
+    assert set(played) == theirs and results["manifest"]["variants"] == len(two_suites)
+    assert set(results["summary"]["per_dimension"]) == {"robot", "language"}
+    with pytest.raises(PokeVLAError):  # the folder belongs to that selection
+        robustness.evaluate_manifest(lambda: None, manifest, 1, out, settings=SETTINGS, log=lambda m: None)
+    with pytest.raises(ConfigError, match="no runnable variant of dimension.s. noise .it holds camera, language, robot"):
+        robustness.evaluate_manifest(lambda: None, manifest, 1, tmp_path / "none", settings=SETTINGS,
+                                     log=lambda m: None, dimensions=("noise",))
+
+
+def test_dimensions_flag_names_the_known_dimensions(tmp_path, capsys):
+    from pokevla.cli import main
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    for value in ("lite", ","):
+        code = main(["robustness", "eval", "--policy", "expert", "--manifest", str(manifest), "--out",
+                     str(tmp_path / "o"), "--dimensions", value])
+        err = capsys.readouterr().err
+        assert code == 2 and "choose from camera, robot, language" in err and "Traceback" not in err
+    code = main(["eval", "--checkpoint", str(tmp_path), "--suite", "libero_object", "--out", str(tmp_path / "e"),
+                 "--dimensions", "noise"])
+    assert code == 2 and "--dimensions selects from a manifest" in capsys.readouterr().err
+
+
 def test_official_runs_state_what_they_cover_beside_the_paper(fake, tmp_path, fake_episodes):  # noqa: F811
     wheel, installed = fake
     import_official(wheel, tmp_path / "official", installed, log=lambda _: None)
