@@ -100,6 +100,7 @@ def test_a_manifest_without_a_valid_line_is_refused_when_read(lines, text, tmp_p
     (["expert", "--suite", "libero_object", "--tasks", "0", "--trials", "1", "--json", "/proc/pokevla/r.json"],
      "choose another --json"),
     (["expert", "--suite", "libero_object", "--tasks", "5-3", "--trials", "1"], "task range '5-3' is empty"),
+    ([*EXPERT, "--dimensions", "noise"], "--dimensions selects from a manifest: give it with --robustness"),
 ])
 def test_bad_evaluation_settings_are_refused_before_any_work(argv, text, tmp_path, bad_input):
     out = tmp_path / "eval"

@@ -31,6 +31,10 @@ def not_a_folder(tmp_path):
     (["bench", "--suite", "libero_object", "--steps", "0", "--json", "{tmp}/bench.json"], "--steps must be at least 1"),
     (["bench", "--suite", "libero_object", "--steps", "-3"], "--steps must be at least 1, got -3"),
     (["bench", "--suite", "libero_object", "--resolution", "0"], "--resolution must be at least 1"),
+    (["eval", "--policy", "expert", "--manifest", "{tmp}/m.jsonl", "--out", "{tmp}/eval", "--dimensions", "lite"],
+     "--dimensions 'lite': unknown lite; choose from camera, robot, language"),
+    (["eval", "--policy", "expert", "--manifest", "{tmp}/m.jsonl", "--out", "{tmp}/eval", "--dimensions", ","],
+     "--dimensions ',': empty; choose from camera"),
 ])
 def test_bad_settings_are_refused_before_the_simulator_starts(argv, text, tmp_path, not_a_folder, bad_input):
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{file}", str(not_a_folder)) for a in argv]
@@ -59,6 +63,11 @@ def camera_line(**changes) -> str:
     ([camera_line(dimension="noise", params={"level": 1, "kind": "fog", "severity": 1.5})],
      "noise severity 1.5 is not an integer"),
     ([camera_line(params={"level": 1, "kind": 3}), camera_line(id=7)], "camera kind 3 is not a string; 1 more bad line"),
+    # manifests built before the noise dimension followed the official tables held additive noise
+    ([camera_line(dimension="noise", params={"level": 1, "kind": "gaussian_noise", "severity": 2})],
+     "noise kind 'gaussian_noise' is not one of motion_blur, gaussian_blur, zoom_blur, fog, glass_blur"),
+    ([camera_line(dimension="layout", params={"level": 1, "kind": "scene", "bddl_text": "(define (problem p))"})],
+     "a 'scene' layout needs bddl_text and sim_state and nothing else"),
 ])
 def test_a_manifest_without_a_valid_line_is_refused_before_any_episode(lines, text, tmp_path, bad_input):
     manifest = tmp_path / "m.jsonl"

@@ -102,21 +102,6 @@ def test_a_run_on_some_dimensions_evaluates_only_theirs_and_claims_its_folder(tm
                                      log=lambda m: None, dimensions=("noise",))
 
 
-def test_dimensions_flag_names_the_known_dimensions(tmp_path, capsys):
-    from pokevla.cli import main
-
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text("")
-    for value in ("lite", ","):
-        code = main(["robustness", "eval", "--policy", "expert", "--manifest", str(manifest), "--out",
-                     str(tmp_path / "o"), "--dimensions", value])
-        err = capsys.readouterr().err
-        assert code == 2 and "choose from camera, robot, language" in err and "Traceback" not in err
-    code = main(["eval", "--checkpoint", str(tmp_path), "--suite", "libero_object", "--out", str(tmp_path / "e"),
-                 "--dimensions", "noise"])
-    assert code == 2 and "--dimensions selects from a manifest" in capsys.readouterr().err
-
-
 def test_official_runs_state_what_they_cover_beside_the_paper(fake, tmp_path, fake_episodes):  # noqa: F811
     wheel, installed = fake
     import_official(wheel, tmp_path / "official", installed, log=lambda _: None)
