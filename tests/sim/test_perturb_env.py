@@ -53,7 +53,7 @@ def test_camera_moves_only_the_third_person_camera(base):
 
 
 def test_noise_touches_only_third_person_pixels_and_is_seeded(base):
-    spec = NoiseSpec(3, "gaussian_blur", severity=5, seed=11)
+    spec = NoiseSpec(3, "fog", severity=5, seed=11)  # random per frame: the episode key re-seeds it
     with make_env(spec) as env:
         first = env.reset(0)
         again = env.reset(0)
