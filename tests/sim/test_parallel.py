@@ -16,7 +16,7 @@ PARENT = textwrap.dedent('''
     from pokevla.sim.parallel import map_unordered
 
     def job(i):
-        print(os.getpid(), flush=True)
+        os.write(1, f"{os.getpid()}\n".encode())  # one write: two workers' lines cannot interleave
         time.sleep(120)
         return i
 
