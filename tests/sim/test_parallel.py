@@ -16,7 +16,7 @@ PARENT = textwrap.dedent('''
     from pokevla.sim.parallel import map_unordered
 
     def job(i):
-        os.write(1, f"{os.getpid()}\n".encode())  # one write: two workers' lines cannot interleave
+        os.write(1, b"%d\\n" % os.getpid())  # one write: the two workers cannot interleave their lines
         time.sleep(120)
         return i
 
