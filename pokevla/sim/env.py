@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pokevla.common.errors import SimulatorError
+from pokevla.common.errors import PokeVLAError, SimulatorError
 from pokevla.sim import perturb, render, suites
 
 CAMERAS = {"primary": "agentview", "wrist": "robot0_eye_in_hand"}
@@ -98,8 +98,12 @@ class LiberoEnv:
         except Exception as e:  # a broken GL stack surfaces here, deep inside robosuite
             raise SimulatorError(f"could not create {config.suite} task {config.task_id}: {type(e).__name__}: {e}") from e
         self._env.seed(config.seed)
-        self._init_states = perturb.init_states(config.perturbation, suites.init_states(config.suite, config.task_id),
-                                                state_size=self._env.get_sim_state().shape[0])
+        try:
+            self._init_states = perturb.init_states(config.perturbation, suites.init_states(config.suite, config.task_id),
+                                                    state_size=self._env.get_sim_state().shape[0])
+        except PokeVLAError:  # a scene whose state does not fit its task: free the simulator just built
+            self.close()
+            raise
         self._mask_lut: np.ndarray | None = None
         self._inst_lut: np.ndarray | None = None
         self.num_steps = 0  # policy steps since the last reset (settle steps not counted)
