@@ -87,13 +87,15 @@ def summarize(records: list[dict]) -> dict:
 
 
 def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: int, out: str | Path, *,
-                      settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "",
+                      settings: EpisodeSettings = EpisodeSettings(), policy_name: str = "", label: str = "",
                       log: Callable[[str], None] = print, cluster: Cluster = LOCAL,
                       sample: tuple[int, int] | None = None,
                       tasks: tuple[str, tuple[int, ...]] | None = None,
                       dimensions: tuple[str, ...] | None = None) -> dict:
     """Runs every valid variant of `manifest` once (resuming from out/episodes.jsonl); returns results.
 
+    `policy_name` identifies the policy in results.json and the folder's claim; `label` names its row of
+    the table (default: the policy name).
     `tasks=(suite, task_ids)` keeps only the variants of those tasks (a policy trained on some tasks is
     evaluated on theirs), `dimensions` those of some dimensions; the official coverage is still counted
     over the whole manifest, so the report says how little of it such a run covers.
@@ -155,7 +157,7 @@ def evaluate_manifest(policy_factory: Callable, manifest: str | Path, workers: i
         "versions": package_versions(),
         "episodes": len(records),
     }
-    results["table"] = format_paper_table(results["summary"], coverage, policy_name or "ours")
+    results["table"] = format_paper_table(results["summary"], coverage, label or policy_name or "ours")
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "table.md", results["table"] + "\n")
     plot(results["summary"], out / "robustness.png")

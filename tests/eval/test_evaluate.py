@@ -83,6 +83,7 @@ def test_eval_runs_a_robustness_manifest(tmp_path, capsys):
     results = json.loads((tmp_path / "plus/results.json").read_text())
     assert results["summary"]["per_dimension"]["language"]["episodes"] == 1
     assert results["summary"]["total"]["episodes"] == 1 and (tmp_path / "plus/robustness.png").exists()
+    assert "\n| expert | " in results["table"] and results["settings"]["policy"].startswith("{'kind': 'expert'")  # row: the short label
 
 
 def test_an_evaluation_through_the_server_acts_exactly_as_in_process(tmp_path, capsys):
