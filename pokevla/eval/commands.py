@@ -186,7 +186,6 @@ def _served_spec(args: argparse.Namespace):
 def _eval_robustness(args: argparse.Namespace) -> int:
     """The LIBERO-Plus-style evaluation: success per dimension, per level and in total."""
     from functools import partial
-    from pathlib import Path
 
     from pokevla.common.errors import PokeVLAError
     from pokevla.eval.policy import make_policy
@@ -208,7 +207,7 @@ def _eval_robustness(args: argparse.Namespace) -> int:
     cluster, workers = cluster_from_args(args)
     results = evaluate_manifest(partial(make_policy, policy), args.robustness, workers, args.out,
                                 settings=settings, policy_name=str(policy.describe()), cluster=cluster,
-                                label=" ".join(filter(None, (policy.kind, policy.checkpoint and Path(policy.checkpoint).name))),
+                                label=policy.label,
                                 sample=sample_arg(args), tasks=tasks, dimensions=dimensions_arg(args))
     print(results["table"])
     print(f"-> {args.out}/results.json")

@@ -9,6 +9,7 @@ this process or behind `pokevla serve`, predict a chunk of actions and hand it t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +28,11 @@ class PolicySpec:
     @property
     def needs_images(self) -> bool:
         return self.kind in ("checkpoint", "server")  # the expert reads privileged state; a replay reads nothing
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: the kind, and the last part of its checkpoint, URL or dataset."""
+        return f"{self.kind} {Path(self.checkpoint).name}" if self.checkpoint else self.kind
 
     def describe(self) -> dict:
         out = {"kind": self.kind, "checkpoint": self.checkpoint, "replan_steps": self.replan_steps, "device": self.device}
