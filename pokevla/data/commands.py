@@ -116,6 +116,7 @@ def _generate_knowledge(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from pokevla.data.closing import WAIT_WARN_FRAMES
     from pokevla.data.validate import dataset_info
 
     info = dataset_info(args.root)
@@ -134,6 +135,11 @@ def _info(args: argparse.Namespace) -> int:
     print("  episodes per task:")
     for task, n in info["episodes_per_task"].items():
         print(f"    {n:>4}  {task}")
+    if info["closing"]:
+        print(f"  still frames before a gripper close (a wait no single frame shows; above {WAIT_WARN_FRAMES:.0f} a policy "
+              f"learns to hover): mean {info['closing']['mean_wait_frames']} over {info['closing']['closes']} closes")
+        for task, c in info["closing"]["per_task"].items():
+            print(f"    {c['mean']:>5} (max {c['max']}, {c['closes']} closes)  {task}")
     return 0
 
 

@@ -35,6 +35,14 @@ def load_info(root: str | Path) -> dict:
     return info
 
 
+def task_names(root: Path) -> dict[int, str]:
+    """task_index -> instruction, from meta/tasks.parquet (LeRobot keeps the text in its index column,
+    written as "task" by pandas or as the last column)."""
+    tasks = read_parquet(root / "meta/tasks.parquet")
+    names = tasks.column(tasks.column_names[-1]).to_pylist() if "task" not in tasks.column_names else tasks["task"].to_pylist()
+    return dict(zip(tasks["task_index"].to_pylist(), names))
+
+
 def check_columns(table: pa.Table, features: dict[str, dict], path: Path) -> None:
     """Every feature info.json declares is a column of `table` of a type that can hold it (lenient
     about list layouts, which differ between LeRobot writers); a DatasetError names the file."""
@@ -69,9 +77,7 @@ class DatasetReader:
         stats_path = self.root / "meta/stats.json"
         self.stats = read_json(stats_path, DatasetError) if stats_path.exists() else {}
         self.episodes = read_parquet(self.root / EPISODES_PATH).to_pylist()
-        tasks = read_parquet(self.root / "meta/tasks.parquet")
-        names = tasks.column(tasks.column_names[-1]).to_pylist() if "task" not in tasks.column_names else tasks["task"].to_pylist()
-        self.tasks = dict(zip(tasks["task_index"].to_pylist(), names))
+        self.tasks = task_names(self.root)
         files = sorted({(e["data/chunk_index"], e["data/file_index"]) for e in self.episodes})
         tables = []
         for c, f in files:

@@ -10,8 +10,9 @@ import pyarrow as pa
 
 from pokevla.common.errors import DatasetError
 from pokevla.common.io import read_json
+from pokevla.data.closing import closing_report
 from pokevla.data.lerobot import EPISODES_PATH, arrow_schema, decode_png, read_parquet
-from pokevla.data.reader import load_info
+from pokevla.data.reader import load_info, task_names
 
 EPISODE_COLUMNS = ("episode_index", "length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index")
 
@@ -32,7 +33,20 @@ def dataset_info(root: str | Path) -> dict:
         "episodes_per_task": dict(per_task), "size_mb": round(size / 2**20, 1),
         "features": {k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in info["features"].items()},
         "generator": info.get("pokevla", {}).get("generator"),
+        "closing": _closing(root, info, episodes),
     }
+
+
+def _closing(root: Path, info: dict, episodes: list[dict]) -> dict | None:
+    """`closing_report` from the state and action columns alone (no image is read)."""
+    columns = ["observation.state", "action", "episode_index", "task_index"]
+    if not set(columns) <= info["features"].keys() or not episodes:
+        return None
+    files = sorted({(e["data/chunk_index"], e["data/file_index"]) for e in episodes})
+    table = pa.concat_tables([read_parquet(root / info["data_path"].format(chunk_index=c, file_index=f), columns)
+                              for c, f in files])
+    state, action = (np.stack(table[name].to_numpy(zero_copy_only=False)) for name in ("observation.state", "action"))
+    return closing_report(state, action, table["episode_index"].to_numpy(), table["task_index"].to_numpy(), task_names(root))
 
 
 def validate_dataset(root: str | Path, decode_all: bool = False) -> list[str]:

@@ -21,6 +21,7 @@ from pokevla.common.config import to_dict
 from pokevla.common.errors import CheckpointError
 from pokevla.common.io import write_json_atomic
 from pokevla.common.versions import machine, package_versions
+from pokevla.data.closing import closing_warning
 from pokevla.data.coverage import coverage_warning
 from pokevla.model.normalize import normalisation_warning
 from pokevla.train import checkpoints as ckpt
@@ -83,7 +84,8 @@ class DemonstrationStage:
         else:
             model = PokeVLA(self.model_cfg, stats, training_heads=True)
         model = model.to(device)
-        self.warnings = [w for w in (coverage_warning(self.reader.root), normalisation_warning(model.normalizer)) if w]
+        self.warnings = [w for w in (coverage_warning(self.reader.root), closing_warning(self.reader),
+                                     normalisation_warning(model.normalizer)) if w]
         if self.rank == 0:
             for w in self.warnings:
                 print(f"warning: {w}", file=sys.stderr)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from pokevla.data.closing import closing_waits
 from pokevla.expert.rollout import run_episode
 from pokevla.sim.env import EnvConfig, LiberoEnv
 
@@ -40,3 +41,13 @@ def test_rollout_arrays_are_consistent():
         # the first recorded state is the settled init state: replaying it gives the first robot state
         obs = env.set_sim_state(rollout.sim_states[0])
         assert np.allclose(obs["observation.state"], rollout.robot_states[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("task", [1, 2])  # a flat box and a tall bottle: below reach, their grasps used to stall
+def test_expert_closes_on_arrival(task):
+    """The grasp is a height the hand reaches, so the fingers close as the hand arrives, not after a
+    stall timer: a wait of still frames no observation shows (`pokevla.data.closing`)."""
+    with LiberoEnv(EnvConfig("libero_object", task, render=False)) as env:
+        rollout = run_episode(env, 0)
+    waits = closing_waits(rollout.robot_states[:, :3], rollout.expert_actions[:, -1], np.zeros(rollout.num_steps))
+    assert rollout.success and len(waits) == 1 and waits[0] <= 3, waits
