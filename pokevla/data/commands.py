@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     gen = subparsers.add_parser("generate", help="generate datasets")
     gen_sub = gen.add_subparsers(dest="generate_command", metavar="SUBCOMMAND", required=True)
     demos = gen_sub.add_parser("demos", help="scripted-expert demonstrations as a LeRobot v3 dataset (resumable)")
-    demos.add_argument("--suite", required=True, help="libero_spatial | libero_object | libero_goal | libero_10")
+    demos.add_argument("--suite", required=True, help="libero_spatial | libero_object | libero_goal | libero_10 | libero_90")
     demos.add_argument("--tasks", help="task ids, e.g. 0,3,5-7 (default: all)")
     demos.add_argument("--episodes-per-task", type=int, required=True)
     demos.add_argument("--out", required=True, help="dataset directory (run again with the same flags to resume)")

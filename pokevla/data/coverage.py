@@ -47,12 +47,13 @@ def record_layouts(path: str | Path = LAYOUT_PATH, suite_names: tuple[str, ...] 
 
     Layout of a task: {"nq", "nv", "arm": 7 qpos addresses, "objects": {name: qpos address of its free
     joint (xyz, quat wxyz)}}. Run again after a LIBERO upgrade; the check refuses states whose size
-    does not match.
+    does not match. Tasks of other suites already in `path` are kept.
     """
     from pokevla.common.io import write_json_atomic
     from pokevla.sim.env import EnvConfig, LiberoEnv
 
-    layouts = {}
+    path = Path(path)
+    layouts = json.loads(path.read_text()) if path.exists() else {}
     for suite in suite_names:
         for task in suites.list_tasks(suite):
             with LiberoEnv(EnvConfig(suite, task.task_id, render=False)) as env:

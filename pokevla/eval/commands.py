@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     who.add_argument("--policy", choices=["expert", "replay"],
                      help="the scripted expert through the same path, or `replay`: the --starts dataset's executed "
                           "actions played back open loop from their own scenes")
-    ev.add_argument("--suite", help="libero_spatial | libero_object | libero_goal | libero_10 (with --robustness: "
+    ev.add_argument("--suite", help="libero_spatial | libero_object | libero_goal | libero_10 | libero_90 (with --robustness: "
                                     "only this suite's variants, with --tasks only those tasks)")
     ev.add_argument("--robustness", metavar="MANIFEST", help="one episode per variant of a `pokevla robustness build` manifest")
     ev.add_argument("--tasks", help="task ids, e.g. 0,3,5-7 (default: all)")

@@ -13,7 +13,7 @@ VIDEO_RESOLUTION = 128  # the expert needs no images; videos are for people
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("expert", help="success of the scripted expert per task (published LIBERO protocol)")
-    p.add_argument("--suite", required=True, help="libero_spatial | libero_object | libero_goal | libero_10")
+    p.add_argument("--suite", required=True, help="libero_spatial | libero_object | libero_goal | libero_10 | libero_90")
     p.add_argument("--tasks", help="task ids, e.g. 0,3,5-7 (default: all)")
     p.add_argument("--trials", type=int, default=50, help="init states 0..N-1 per task (default 50)")
     p.add_argument("--workers", type=int, help="simulator processes (default: all cores)")

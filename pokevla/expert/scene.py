@@ -114,6 +114,13 @@ class Scene:
         """Corners (8, 3) of every collision geom at or below body id `body`: a handle, a knob's ridge."""
         return [self._corners(np.array([g])) for g in self._subtree_geoms(body)]
 
+    def visual_boxes(self, body: int) -> dict[int, Box]:
+        """World AABB of each visual-only geom (no collisions: what the cameras draw) of body id `body`,
+        by geom id."""
+        m = self.model
+        geoms = np.flatnonzero((m.geom_bodyid == body) & (m.geom_contype == 0) & (m.geom_conaffinity == 0))
+        return {int(g): corners_box(self._corners(np.array([g]))) for g in geoms}
+
     def local_half_extents(self, name: str) -> np.ndarray:
         """Half extents of the collision geoms in the body's own frame (x, y, z)."""
         b = self.body(name)

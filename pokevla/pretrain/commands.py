@@ -51,7 +51,8 @@ def register(subparsers) -> None:
 
 
 def _generation_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer, in tokens")
+    parser.add_argument("--max-new-tokens", type=int, default=128,
+                        help="longest answer, in tokens (a 6-point trace is about 100 byte tokens)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 
 

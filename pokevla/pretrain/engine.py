@@ -3,8 +3,9 @@
 A scene is a fresh sample of a task's BDDL placement regions (seeded, with the official spread of
 arm-joint noise; never an official init state). The scripted expert solves it without rendering;
 a few of its states (the start, evenly spaced ones, the end) are restored in a camera environment
-and rendered with instance segmentation and metric depth. Each rendered frame then feeds every
-question family (`pokevla.pretrain.families`), so one render yields dozens of records.
+and rendered with instance and geom segmentation and metric depth; the rollout also gives each frame
+the gripper's path ahead. Each rendered frame then feeds every question family
+(`pokevla.pretrain.families`), so one render yields dozens of records.
 
 Output (the layout `pokevla.pretrain.records` describes): DIR/{train,val,heldout}.jsonl, the PNGs
 under DIR/images/<suite>/task<NN>/scene<NNNNN>/, DIR/meta.json, and DIR/journal.jsonl, one line per
@@ -31,13 +32,16 @@ from pokevla.common.errors import ConfigError, DatasetError
 from pokevla.common.io import (append_jsonl, append_jsonl_many, hold_dir, read_json, read_jsonl, write_bytes_atomic,
                                write_json_atomic)
 from pokevla.common.versions import package_versions
+from pokevla.expert.planner import Step
 from pokevla.pretrain.families import FAMILIES, frame_records
-from pokevla.pretrain.frames import Frame, Goal, Region, SceneObject, readable_name
+from pokevla.pretrain.frames import Frame, Goal, Part, Region, SceneObject, readable_name
 from pokevla.pretrain.records import SPLITS
 from pokevla.scale import LOCAL, Cluster
 from pokevla.sim.suites import OFFICIAL_INIT_JOINT_STD
 
 FRAMES_PER_SCENE = 6  # the start, 4 states along the expert's rollout, its last state
+TRACE_STRIDE = 8  # steps between the points of a gripper trace: 0.4 s at LIBERO's 20 Hz
+TRACE_POINTS = 6  # now and 5 later positions, 2 s ahead (few: the tiny preset's context is 384 byte tokens)
 VAL_FRACTION = 0.05
 HELDOUT_SHARE = 0.1  # of --samples, generated from the held-out suites (when there are any)
 FIRST_GUESS_PER_SCENE = 100  # records per scene assumed before the first scene of a group is done
@@ -126,23 +130,30 @@ def run_scene(job: SceneJob) -> dict:
     t0 = time.perf_counter()
     base = dict(seed=job.base_seed, init_joint_noise=OFFICIAL_INIT_JOINT_STD)
     physics = cached_env(EnvConfig(job.suite, job.task_id, render=False, **base))
-    rollout = run_episode(physics, seed=job.index)
-    states = [rollout.sim_states[t] for t in frame_steps(rollout.num_steps)] + [physics.get_sim_state()]
+    try:
+        rollout = run_episode(physics, seed=job.index)
+        steps = frame_steps(rollout.num_steps) + [rollout.num_steps]  # the last: the state after the rollout
+        states = [rollout.sim_states[t] for t in steps[:-1]] + [physics.get_sim_state()]
+        futures = [gripper_future(rollout.robot_states, t) for t in steps]
+        solved, expert_error = rollout.success, None
+    except ValueError as e:  # a goal or object the expert has no skill for: the scene is labelled where it stopped
+        steps, states, futures = [None], [physics.get_sim_state()], [None]
+        solved, expert_error = False, str(e)
     camera = cached_env(EnvConfig(job.suite, job.task_id, resolution=job.resolution, depth=True, segmentation=True,
                                   fast_render=job.fast_render, **base))
-    camera.set_fixture_poses(rollout.fixture_poses)
+    camera.set_fixture_poses(physics.fixture_poses())
     rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, job.index])
     records: list[dict] = []
     files: dict[str, bytes] = {}
-    for k, state in enumerate(states):
+    for k, (t, state, future) in enumerate(zip(steps, states, futures)):
         obs = camera.set_sim_state(state)
-        frame = frame_from_env(camera, obs, job, k)
+        frame = frame_from_env(camera, obs, job, k, start=t == 0, future=future)
         files[frame.image] = encode_png(obs["observation.images.primary"])
         files[frame.wrist_image] = encode_png(obs["observation.images.wrist"])
         records += frame_records(frame, rng)
         files.update({path: encode_png(mask) for path, mask in frame.masks.items()})
     return {"scene": job.scene, "suite": job.suite, "task_id": job.task_id, "index": job.index, "split": job.split,
-            "expert_success": rollout.success, "records": records, "files": files,
+            "expert_success": solved, "expert_error": expert_error, "records": records, "files": files,
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -150,8 +161,17 @@ def _stable(text: str) -> int:
     return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
 
 
-def frame_from_env(env, obs: dict, job: SceneJob, k: int) -> Frame:
-    """The labels of the camera env's current state (primary view), read from the simulator."""
+def gripper_future(robot_states: np.ndarray, t: int) -> np.ndarray | None:
+    """(TRACE_POINTS, 3) world positions of the gripper at step t and every TRACE_STRIDE steps after it, from a
+    rollout's robot states (T, 8) (eef xyz first), or None when the rollout ends before the last of them."""
+    steps = t + TRACE_STRIDE * np.arange(TRACE_POINTS)
+    return robot_states[steps, :3].astype(np.float64) if steps[-1] < len(robot_states) else None
+
+
+def frame_from_env(env, obs: dict, job: SceneJob, k: int, start: bool = False,
+                   future: np.ndarray | None = None) -> Frame:
+    """The labels of the camera env's current state (primary view), read from the simulator. `start`: the
+    rollout's first state; `future`: the gripper's positions ahead (`gripper_future`)."""
     from pokevla.expert.scene import Scene
     from pokevla.sim.env import CAMERAS, camera_matrices
 
@@ -159,16 +179,21 @@ def frame_from_env(env, obs: dict, job: SceneJob, k: int) -> Frame:
     names = env.instance_names
     instance = {name: i + 1 for i, name in enumerate(names)}
     objects = [_scene_object(scene, name, instance.get(name, 0)) for name in (*scene.movable_objects, *scene.fixtures)]
-    labels = {o.label for o in objects}
+    labels = Counter(o.label for o in objects)
     folder = f"images/{job.scene}"
-    goals, next_object = _goal_labels(scene, instance)
+    plan, pending = _plan_state(scene)
+    articulated = _articulations(scene, labels)
+    geoms = obs["observation.geoms.primary"]
     _, cam_to_world = camera_matrices(env.sim, CAMERAS["primary"], job.resolution)
     return Frame(
         id=f"{job.scene}/f{k}", scene=job.scene, image=f"{folder}/f{k}_primary.png",
         wrist_image=f"{folder}/f{k}_wrist.png", instances=obs["observation.instances.primary"],
         depth=obs["observation.depth.primary"], intrinsics=obs["observation.intrinsics.primary"].astype(np.float64),
         cam_to_world=cam_to_world, objects=objects, instruction=env.instruction, success=env.check_success(),
-        goals=goals, next_object=next_object,
+        goals=_goals(scene, instance),
+        next_object=next((s.obj for s in plan if s in pending and s.kind == "move"), None),
+        plan=plan, pending=pending, step_words=_step_words(scene, plan, objects, articulated), start=start,
+        gripper_future=future, parts=[Part(a.handle, np.isin(geoms, a.geoms)) for a in articulated],
         absent_labels=tuple(lab for lab in job.absent_labels if lab not in labels))
 
 
@@ -188,13 +213,10 @@ def _scene_object(scene, name: str, instance: int) -> SceneObject:
                        instance=instance, movable=movable, held=held, grasp=grasp)
 
 
-def _goal_labels(scene, instance: dict[str, int]) -> tuple[list[Goal], str | None]:
-    """The goal's placements, and the object the expert's plan moves next (None once all are done)."""
-    from pokevla.expert.planner import plan
-
-    goal_state = scene.raw.parsed_problem["goal_state"]
+def _goals(scene, instance: dict[str, int]) -> list[Goal]:
+    """The goal's placements: `(On|In obj target)` predicates, a region target with its site box."""
     goals = []
-    for pred in goal_state:
+    for pred in scene.raw.parsed_problem["goal_state"]:
         if pred[0].lower() not in ("on", "in"):
             continue
         obj, target = pred[1], pred[2]
@@ -203,11 +225,113 @@ def _goal_labels(scene, instance: dict[str, int]) -> tuple[list[Goal], str | Non
             region = Region(center=scene.site_pos(target), rotation=scene.site_mat(target),
                             half=scene.site_half_size(target), instance=instance.get(scene.parent_of_site(target), 0))
         goals.append(Goal(obj=obj, relation=pred[0].lower(), target=target, region=region))
+    return goals
+
+
+def _plan_state(scene) -> tuple[tuple[Step, ...], frozenset[Step]]:
+    """The scripted expert's plan from the BDDL goal, and those of its steps whose predicate does not hold
+    now (the checks the expert makes before each step)."""
+    from pokevla.expert.planner import plan
+
     drawers = {s for s in scene.raw.object_sites_dict if scene.site_joints(s)}
-    pending = (s for s in plan(goal_state, drawers)
-               if s.kind == "move" and not scene.raw._eval_predicate([s.relation, s.obj, s.target]))
-    step = next(pending, None)
-    return goals, step.obj if step is not None else None
+    steps = tuple(plan(scene.raw.parsed_problem["goal_state"], drawers))
+    return steps, frozenset(s for s in steps if not _holds(scene, s))
+
+
+def _holds(scene, step: Step) -> bool:
+    pred = [step.kind, step.obj] if step.target is None else [step.relation, step.obj, step.target]
+    return bool(scene.raw._eval_predicate(pred))
+
+
+@dataclass(frozen=True)
+class Articulation:
+    """A moving part of a fixture: a drawer, a door or a stove knob."""
+
+    name: str  # what the plan's steps name: a drawer's region site, else the fixture
+    words: str  # "the top drawer of the wooden cabinet", "the microwave", "the stove"
+    handle: str  # "the handle of the top drawer of the wooden cabinet", "the knob of the stove"
+    verbs: tuple[str, str]  # the step kinds that act on it: ("open", "close") or ("turnon", "turnoff")
+    geoms: tuple[int, ...]  # the visual geoms of its handle or knob
+
+
+def _articulations(scene, labels: Counter) -> list[Articulation]:
+    """The drawers (slide joints), doors (hinges with a handle) and stove knobs of the fixtures whose
+    readable name is unique. A handle is the visual geoms of the joint's body whose centres lie outside
+    the box of its largest one (a drawer's box, a door's panel); a knob's body is all knob."""
+    import mujoco
+
+    out = []
+    for fixture in scene.fixtures:
+        label = readable_name(scene.category(fixture))
+        if labels[label] != 1:
+            continue
+        for joint in scene.object_joints(fixture):
+            boxes = scene.visual_boxes(scene.joint_body(joint))
+            if not boxes:
+                continue
+            main = max(boxes.values(), key=lambda b: float(np.prod(b.size)))
+            handle = tuple(g for g, b in boxes.items() if np.any((b.center < main.lo) | (b.center > main.hi)))
+            hinge = scene.model.jnt_type[scene.model.joint(joint).id] == mujoco.mjtJoint.mjJNT_HINGE
+            level = re.fullmatch(rf"{re.escape(fixture)}_(top|middle|bottom)_level", joint)
+            site = next((s for s in scene.raw.object_sites_dict if joint in scene.site_joints(s)), None)
+            if not hinge and handle and level and site:
+                words = f"the {level[1]} drawer of the {label}"
+                out.append(Articulation(site, words, f"the handle of {words}", ("open", "close"), handle))
+            elif hinge and handle:
+                out.append(Articulation(fixture, f"the {label}", f"the handle of the {label} door", ("open", "close"),
+                                        handle))
+            elif hinge and "stove" in label:
+                out.append(Articulation(fixture, f"the {label}", f"the knob of the {label}", ("turnon", "turnoff"),
+                                        tuple(boxes)))
+    return out
+
+
+_VERBS = {"open": "open", "close": "close", "turnon": "turn on", "turnoff": "turn off"}
+_REGION_PLACES = {  # a region site of a fixture or object -> where a thing put there is, in words
+    "contain_region": "{rel} the {label}", "cook_region": "{rel} the {label}", "heating_region": "{rel} the {label}",
+    "top_side": "on top of the {label}", "top_region": "{rel} the top of the {label}",
+    "back_contain_region": "{rel} the back compartment of the {label}",
+}
+
+
+def _place(scene, target: str, relation: str, labels: Counter, drawers: dict[str, str]) -> str | None:
+    """Where a move puts its object, in words ("in the top drawer of the wooden cabinet", "on the plate"), or
+    None where a name would be ambiguous or the region has no words (regions of the table)."""
+    if target in drawers:
+        return f"{relation} {drawers[target]}"
+    parent = scene.parent_of_site(target) if scene.is_site(target) else target
+    label = readable_name(scene.category(parent))
+    if labels[label] != 1:
+        return None
+    if not scene.is_site(target):
+        return f"{relation} the {label}"
+    template = _REGION_PLACES.get(target[len(parent) + 1:])
+    return template.format(rel=relation, label=label) if template else None
+
+
+def _step_words(scene, plan: tuple[Step, ...], objects: list[SceneObject],
+                articulated: list[Articulation]) -> dict[Step, str]:
+    """The plan's steps and plausible wrong ones, in words: moves of the movable objects with a unique name
+    that share their object or their place with a move of the plan (places: the plan's and the other such
+    objects, save a receptacle whose region the plan names: "on the basket" would read as "in the basket"),
+    opening and closing each drawer and door, turning each stove on and off."""
+    labels = Counter(o.label for o in objects)
+    drawers = {a.name: a.words for a in articulated if scene.is_site(a.name)}
+    movers = [o for o in objects if o.movable and labels[o.label] == 1]
+    goals = {s.target: s.relation for s in plan if s.kind == "move"}
+    moved = {s.obj for s in plan if s.kind == "move"}
+    covered = {scene.parent_of_site(t) for t in goals if scene.is_site(t)}
+    places = {**{o.name: "on" for o in movers if o.name not in covered}, **goals}
+    words = {}
+    for obj in movers:
+        for target, relation in places.items():
+            owner = scene.parent_of_site(target) if scene.is_site(target) else target  # not into itself
+            place = _place(scene, target, relation, labels, drawers)
+            if (obj.name in moved or target in goals) and owner != obj.name and place is not None:
+                words[Step("move", obj.name, target, relation)] = f"put the {obj.label} {place}"
+    for a in articulated:
+        words.update({Step(kind, a.name): f"{_VERBS[kind]} {a.words}" for kind in a.verbs})
+    return words
 
 
 # ------------------------------------------------------------------------------------- main loop
@@ -256,7 +380,7 @@ def generate_knowledge(config: KnowledgeConfig, progress: bool = True) -> dict:
                 new_scenes += 1
                 new_samples += entry["records"]
                 bar.update(min(entry["records"], max(0, config.samples - bar.n)))
-                if _reached(config, groups, done):
+                if _group_reached(groups, done, _group_of(entry)):  # re-plan: its other scenes are not needed
                     break
         if _reached(config, groups, done):
             break
@@ -283,8 +407,12 @@ def _group_of(entry: dict) -> str:
     return "heldout" if entry["split"] == "heldout" else "train"
 
 
+def _group_reached(groups: dict, done: list[dict], group: str) -> bool:
+    return sum(e["records"] for e in done if _group_of(e) == group) >= groups[group][1]
+
+
 def _reached(config: KnowledgeConfig, groups: dict, done: list[dict]) -> bool:
-    return all(sum(e["records"] for e in done if _group_of(e) == g) >= target for g, (_, target) in groups.items())
+    return all(_group_reached(groups, done, g) for g in groups)
 
 
 def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabulary: tuple[str, ...]) -> list[SceneJob]:
@@ -320,6 +448,8 @@ def _write_scene(root: Path, result: dict) -> dict:
     if result["records"]:
         append_jsonl_many(root / f"{result['split']}.jsonl", result["records"])
     entry = {k: result[k] for k in ("scene", "suite", "task_id", "index", "split", "expert_success", "seconds")}
+    if result.get("expert_error"):
+        entry["expert_error"] = result["expert_error"]
     entry["records"] = len(result["records"])
     entry["families"] = dict(Counter(r["family"] for r in result["records"]))
     append_jsonl(root / JOURNAL, entry)

@@ -3,8 +3,9 @@
 A family is a function `(Frame, rng) -> list[record]` (records as `pokevla.pretrain.records` defines
 them), registered in `FAMILIES` with its kind (the four groups of the PokeVLM mixture) and its label
 source in words (written into a dataset's meta.json). Families only read the frame: the labels are
-exact simulator quantities (instance masks, depth, poses, the BDDL goal, the expert's plan), and a
-question is skipped whenever its answer would be uncertain (too few visible pixels, near-ties).
+exact simulator quantities (instance and geom masks, depth, poses, the BDDL goal, the expert's plan
+and path), and a question is skipped whenever its answer would be uncertain (too few visible pixels,
+near-ties, names that fit two objects).
 
 Spatial words refer to the image as shown: "left" is towards x = 0, "in front of" is nearer to the
 camera (smaller camera-frame z). Object centres are the centres of their collision boxes.
@@ -102,15 +103,16 @@ def _distance(frame: Frame, obj: SceneObject) -> float:
     return float(frame.camera_distance(obj.center)[0])
 
 
-def _choice(rng: np.random.Generator, right: str, wrong: list[str]) -> tuple[str, str, str]:
-    """(options text "(A) the x (B) the y", answer "(B) the y", letter "B") with the options shuffled."""
+def _choice(rng: np.random.Generator, right: str, wrong: list[str], article: str = "the ") -> tuple[str, str, str]:
+    """(options text "(A) the x (B) the y", answer "(B) the y", letter "B") with the options shuffled;
+    `article` is written before each option."""
     options = [right, *wrong]
     order = rng.permutation(len(options))
     letters = "ABCD"
     shown = [options[i] for i in order]
     letter = letters[shown.index(right)]
-    text = " ".join(f"({letters[i]}) the {o}" for i, o in enumerate(shown))
-    return text, f"({letter}) the {right}", letter
+    text = " ".join(f"({letters[i]}) {article}{o}" for i, o in enumerate(shown))
+    return text, f"({letter}) {article}{right}", letter
 
 
 # ------------------------------------------------------------------------------- general VQA
@@ -329,6 +331,35 @@ def grasp_point(frame: Frame, rng: np.random.Generator) -> list[dict]:
     return out
 
 
+@family("handle_point", "affordance", "geom-level segmentation: the visible pixels of the visual geoms of a "
+                                      "drawer's or door's moving body that stick out of its main panel (the "
+                                      "handle), or of a stove knob's body")
+def handle_point(frame: Frame, rng: np.random.Generator) -> list[dict]:
+    out = []
+    for part in _some(rng, [p for p in frame.parts if p.mask.sum() >= frame.min_pixels]):
+        question = str(rng.choice([f"Point to {part.words}.", f"Where is {part.words}?"]))
+        out.append(_point_record(frame, "handle_point", len(out), question, part.mask, _some_points(part.mask, rng)))
+    return out
+
+
+@family("gripper_trace", "affordance", "the scripted expert's rollout: the gripper's (grip site's) world positions "
+                                       "now and every 0.4 s for 2 s, projected with the camera; points outside "
+                                       "the image dropped")
+def gripper_trace(frame: Frame, rng: np.random.Generator) -> list[dict]:
+    if frame.gripper_future is None:
+        return []
+    h, w = frame.size
+    ahead = frame.to_camera(frame.gripper_future)[:, 2] > 0
+    uv = frame.project(frame.gripper_future[ahead])
+    uv = uv[(uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)]
+    if len(uv) < 2:
+        return []
+    trace = frame.normalised(uv).round(3)
+    question = (f"The task is: {frame.instruction}. Trace the gripper's path over the next two seconds, from where "
+                "it is now, as points [(x, y), ...] normalised to [0, 1].")  # short: the answer is long
+    return [_record(frame, "gripper_trace", 0, question, format_points(trace), "trace", trace.tolist())]
+
+
 # ------------------------------------------------------------------------ embodied reasoning
 @family("success", "embodied_reasoning", "the environment's success check (BDDL goal) on frames of scripted-expert "
                                          "rollouts; primary and wrist views")
@@ -353,3 +384,36 @@ def next_object(frame: Frame, rng: np.random.Generator) -> list[dict]:
     options, answer, letter = _choice(rng, right.label, wrong)
     question = f"The task is: {frame.instruction}. Which object should the robot move next? {options}"
     return [_record(frame, "next_object", 0, question, answer, "choice", letter)]
+
+
+# Steps of one phase could run in either order (the expert keeps the planner's, then the BDDL's), so a pending
+# step of the right one's phase is never offered as a wrong option.
+_PHASES = {"open": 0, "turnon": 0, "turnoff": 0, "move": 1, "close": 2}
+
+
+@family("subtask", "embodied_reasoning", "the scripted expert's plan from the BDDL goal, with each step's goal "
+                                         "predicate checked in the frame: the first step at the start; while the "
+                                         "robot holds the object of the first pending move, that move and the "
+                                         "pending step after it; wrong options are other steps of the scene")
+def subtask(frame: Frame, rng: np.random.Generator) -> list[dict]:
+    pending = [s for s in frame.plan if s in frame.pending]
+    if not pending:
+        return []
+    task = f"The task is: {frame.instruction}."
+    asked = []  # (question, the right step, the pending steps that could run at that point too if of its phase)
+    if frame.start:
+        asked.append((f"{task} Which step comes first?", pending[0], pending))
+    if pending[0].kind == "move" and [o.name for o in frame.objects if o.held] == [pending[0].obj]:
+        asked.append((f"{task} Which step is under way?", pending[0], []))
+        if len(pending) > 1:
+            asked.append((f"{task} Which step comes after the one under way?", pending[1], pending[1:]))
+    out = []
+    for question, right, rivals in asked:
+        words = frame.step_words.get(right)
+        same_phase = {s for s in rivals if _PHASES[s.kind] == _PHASES[right.kind]}
+        wrong = sorted({w for s, w in frame.step_words.items() if s not in same_phase and s != right and w != words})
+        if words is None or not wrong:
+            continue
+        options, answer, letter = _choice(rng, words, _some(rng, wrong, 2), article="")  # 3 options: steps are long
+        out.append(_record(frame, "subtask", len(out), f"{question} {options}", answer, "choice", letter))
+    return out

@@ -1,7 +1,8 @@
 """The labels of one rendered frame, and the image geometry the knowledge families compute from them.
 
 A `Frame` holds what the simulator knows about one picture: the instance map and metric depth of
-the primary (agent) view, its camera, the scene's objects with their 3D boxes, and the task's goal.
+the primary (agent) view, its camera, the scene's objects with their 3D boxes, the handles and knobs
+of its articulated fixtures, the task's goal, and the scripted expert's plan and path.
 Everything here is plain NumPy, so the families can be tested on synthetic frames.
 
 Conventions (those of `pokevla.sim.env`):
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+
+from pokevla.expert.planner import Step
 
 MIN_VISIBLE_FRACTION = 0.0015  # of the image: smaller glimpses are neither named nor pointed at
 MIN_VISIBLE_PIXELS = 16
@@ -90,6 +93,14 @@ class Goal:
     region: Region | None = None  # None when the target is an object (its visible mask is the place)
 
 
+@dataclass(frozen=True)
+class Part:
+    """The part of an articulated fixture the robot grips: a drawer's or a door's handle, a stove's knob."""
+
+    words: str  # e.g. "the handle of the top drawer of the wooden cabinet"
+    mask: np.ndarray  # (H, W) bool: its visible pixels (geom-level segmentation)
+
+
 @dataclass
 class Frame:
     """The labels of one rendered frame (primary view) and its image paths, relative to the dataset."""
@@ -107,6 +118,14 @@ class Frame:
     success: bool  # the environment's success check (the BDDL goal) holds in this frame
     goals: list[Goal] = field(default_factory=list)
     next_object: str | None = None  # instance name of the object the expert's plan moves next
+    plan: tuple[Step, ...] = ()  # the scripted expert's plan, in the order it runs the steps
+    pending: frozenset[Step] = frozenset()  # the plan's steps whose goal predicate does not hold in this frame
+    step_words: dict[Step, str] = field(default_factory=dict)  # plan steps and wrong steps of this scene as
+    # words ("open the top drawer of the wooden cabinet"); only steps whose names are unambiguous
+    start: bool = False  # the rollout's first state: the robot has not acted yet
+    gripper_future: np.ndarray | None = None  # (K, 3) world positions of the gripper now and at K-1 later
+    # steps of the expert's rollout (None: the rollout ends too soon)
+    parts: list[Part] = field(default_factory=list)  # handles and knobs of the articulated fixtures
     absent_labels: tuple[str, ...] = ()  # readable names of other scenes' assets, none of them in this one
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # relative path -> mask to be written
 

@@ -18,7 +18,8 @@ and, for the records PokeVLA generates, the keys that scoring needs (public read
     "target"        what a predicted answer is compared with: a mask PNG path for "point" (relative
                     to DIR, a uint8 image, nonzero = inside), a box [x1, y1, x2, y2] in [0, 1] for "box",
                     an integer >= 0 for "count", a distance in centimetres (> 0) for "distance", the
-                    answer text for "yesno" / "choice" / "text"
+                    points [[x, y], ...] in [0, 1] (at least 2, in order) for "trace", the answer text
+                    for "yesno" / "choice" / "text"
     "scene"         the id of the rendered scene (splits never share a scene)
 
 Points are written in [0, 1] with 3 decimals as `[(x, y), ...]`, boxes as `[(x1, y1, x2, y2)]` (the
@@ -36,7 +37,7 @@ from pokevla.common.errors import DatasetError
 
 IMAGE_TAG = "<image>"
 SPLITS = ("train", "val", "heldout")
-ANSWER_TYPES = ("point", "box", "yesno", "choice", "count", "distance", "text")
+ANSWER_TYPES = ("point", "box", "yesno", "choice", "count", "distance", "trace", "text")
 
 
 def format_points(points: Iterable[Sequence[float]]) -> str:
@@ -131,6 +132,11 @@ def _scoring_problem(record: dict, root: Path | None) -> str | None:
     elif answer_type == "distance":
         if not (_is_number(target) and target > 0):
             return "a distance target must be a number of centimetres > 0"
+    elif answer_type == "trace":
+        if not (isinstance(target, list) and len(target) >= 2 and all(
+                isinstance(p, list) and len(p) == 2 and all(_is_number(v) and 0.0 <= v <= 1.0 for v in p)
+                for p in target)):
+            return "a trace target must be a list of at least 2 points [x, y] in [0, 1]"
     elif not (isinstance(target, str) and target.strip()):
         return f"a {answer_type} target must be the answer text"
     return None

@@ -15,6 +15,11 @@ Each answer type (records.ANSWER_TYPES) has one rule, the one its public benchma
               number is in centimetres, the unit the questions ask for);
               an unparseable answer has relative error 1. Reported as the mean relative error and the
               accuracy within 25%.
+    trace     the answer's `(x, y)` tuples, in order, are the predicted path (integers are pixels; points
+              are clipped to the image). It and the true path are each resampled to 32 points evenly
+              spaced along their length, and the score is the mean distance between corresponding
+              points, in normalised image units: lower is better, at most sqrt(2) (the image diagonal),
+              which is also the score of an answer without a point.
     text      exact match after normalisation (case, surrounding spaces and punctuation).
 
 A reasoning answer that chains steps and ends in `A: ...` (RefSpatial) is judged on the text after its
@@ -39,6 +44,9 @@ from pokevla.data.lerobot import decode_png
 
 IOU_HIT = 0.5
 DISTANCE_TOLERANCE = 0.25
+TRACE_SAMPLES = 32  # points each trace is resampled to before comparing
+TRACE_WORST = math.sqrt(2.0)  # the image diagonal in normalised units: no trace is farther off
+LOWER_IS_BETTER = ("distance", "trace")
 
 _NUMBER = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)"
 _TUPLE = re.compile(rf"\(\s*({_NUMBER}(?:\s*,\s*{_NUMBER})*)\s*\)")
@@ -178,6 +186,36 @@ def relative_error(prediction: float | None, truth: float) -> float:
     return 1.0 if prediction is None else abs(prediction - truth) / truth
 
 
+def parse_trace(text: str, width: int, height: int) -> np.ndarray:
+    """The predicted path of a trace answer: its `(x, y)` tuples in order, (N, 2) in [0, 1] (integer tuples
+    are pixels and are divided by the image size; points outside the image are clipped to its border);
+    N = 0 when none parses."""
+    points = [values if normalised else (values[0] / width, values[1] / height)
+              for values, normalised in find_tuples(text) if len(values) == 2]
+    return np.clip(np.array(points, dtype=np.float64).reshape(-1, 2), 0.0, 1.0)
+
+
+def resample_trace(points: np.ndarray, count: int = TRACE_SAMPLES) -> np.ndarray:
+    """(N, 2) path, N >= 1 -> (count, 2) points evenly spaced along its length, from its first point to its
+    last (a path that never moves repeats its point)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    moved = np.concatenate([[True], np.linalg.norm(np.diff(points, axis=0), axis=1) > 0])
+    points = points[moved]  # a repeated point would make the arc length stall, which interpolation cannot take
+    if len(points) == 1:
+        return np.repeat(points, count, axis=0)
+    along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    at = np.linspace(0.0, along[-1], count)
+    return np.stack([np.interp(at, along, points[:, 0]), np.interp(at, along, points[:, 1])], axis=1)
+
+
+def trace_distance(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Mean distance between corresponding points of two paths ((N, 2), (M, 2), normalised), each resampled
+    to TRACE_SAMPLES points; TRACE_WORST for a prediction without a point."""
+    if len(prediction) == 0:
+        return TRACE_WORST
+    return float(np.linalg.norm(resample_trace(prediction) - resample_trace(truth), axis=1).mean())
+
+
 # --- scoring a list of records -------------------------------------------------------------------
 
 
@@ -253,6 +291,15 @@ def _judge_distance(answer: str, record: dict, ctx: _Context) -> tuple[float, bo
     return relative_error(distance, record["target"]), distance is not None
 
 
+def _judge_trace(answer: str, record: dict, ctx: _Context) -> tuple[float, bool]:
+    normalised = [n for values, n in find_tuples(answer) if len(values) == 2]
+    if not normalised:
+        return TRACE_WORST, False
+    # the image is read only when a point in pixels has to be normalised
+    width, height = (1, 1) if all(normalised) else ctx.image_size(record)
+    return trace_distance(parse_trace(answer, width, height), np.asarray(record["target"])), True
+
+
 def _judge_text(answer: str, record: dict, ctx: _Context) -> tuple[float, bool]:
     return float(_normalise(answer) == _normalise(record["target"])), True
 
@@ -264,6 +311,7 @@ _JUDGES: dict[str, tuple[str, Judge]] = {
     "choice": ("letter accuracy", _judge_choice),
     "count": ("exact count", _judge_count),
     "distance": ("rel. error", _judge_distance),
+    "trace": ("mean distance", _judge_trace),
     "text": ("exact match", _judge_text),
 }
 
@@ -292,13 +340,17 @@ def _chance(answer_type: str, records: list[dict], reference: list[dict], ctx: _
     point: a uniformly random pixel, exactly the mask's area fraction per question;
     box: a box covering the whole image, a hit iff the target covers at least half of it (its IoU);
     yesno / choice / count / text: always the majority answer of the reference targets;
-    distance: always the median reference target (its mean relative error)."""
+    distance: always the median reference target (its mean relative error);
+    trace: always the mean reference trace (each resampled to TRACE_SAMPLES points, averaged point by point)."""
     if answer_type == "point":
         return float(np.mean([ctx.mask(r["target"]).mean() for r in records]))
     if answer_type == "box":
         return float(np.mean([box_iou((0.0, 0.0, 1.0, 1.0), r["target"]) >= IOU_HIT for r in records]))
     if answer_type == "distance":
         return float(np.mean(_median_errors(records, reference)))
+    if answer_type == "trace":
+        mean = np.mean([resample_trace(r["target"]) for r in reference], axis=0)
+        return float(np.mean([trace_distance(mean, np.asarray(r["target"])) for r in records]))
     guess = str(_majority_target(reference, answer_type))
     judge = _JUDGES[answer_type][1]
     return float(np.mean([judge(guess, r, ctx)[0] for r in records]))
@@ -343,7 +395,8 @@ def score_records(records: list[dict], answers: list[str], root: Path,
         judged = [judge(final_answer(a), r, ctx) for r, a in pairs]
         scores = [s for s, _ in judged]
         entry = {"answer_type": answer_type, "metric": metric, "n": len(pairs), "score": float(np.mean(scores)),
-                 "chance": _chance(answer_type, members, pool, ctx), "higher_is_better": answer_type != "distance"}
+                 "chance": _chance(answer_type, members, pool, ctx),
+                 "higher_is_better": answer_type not in LOWER_IS_BETTER}
         if answer_type == "distance":
             entry["within_25"] = float(np.mean([s <= DISTANCE_TOLERANCE for s in scores]))
             entry["within_25_chance"] = float(np.mean([e <= DISTANCE_TOLERANCE

@@ -12,6 +12,7 @@ Observation dict (R = resolution; views are "primary" = agentview and "wrist" = 
     observation.depth.<view>       float32 (R, R) metric depth, metres        (depth=True)
     observation.masks.<view>       uint8 (R, R) 0 background, k = k-th object of interest (segmentation=True)
     observation.instances.<view>   int32 (R, R) 0 background, i = instance_names[i-1]   (segmentation=True)
+    observation.geoms.<view>       int32 (R, R) MuJoCo geom id seen at each pixel, -1 none   (segmentation=True)
     observation.intrinsics.<view>  float32 (3, 3) pinhole K of the rotated image grid
     observation.extrinsics.<view>  float32 (4, 4) camera (OpenCV axes) -> robot base frame
 """
@@ -271,7 +272,10 @@ class LiberoEnv:
                 depth = camera_utils.get_real_depth_map(self.sim, raw[f"{cam}_depth"])
                 obs[f"observation.depth.{view}"] = np.ascontiguousarray(depth[::-1, ::-1, 0], dtype=np.float32)
             if self.config.segmentation:
-                inst = self._render_instances(cam, res)
+                geoms = self._render_geoms(cam, res)
+                lut = self._instance_lut()
+                inst = np.where(geoms >= 0, lut[np.clip(geoms, 0, len(lut) - 1)], 0).astype(np.int32)
+                obs[f"observation.geoms.{view}"] = geoms
                 obs[f"observation.instances.{view}"] = inst
                 obs[f"observation.masks.{view}"] = self._goal_mask_lut()[inst]
             k, t = camera_matrices(self.sim, cam, res)
@@ -279,12 +283,13 @@ class LiberoEnv:
             obs[f"observation.extrinsics.{view}"] = self._world_to_base() @ t
         return obs
 
-    def _render_instances(self, camera: str, resolution: int) -> np.ndarray:
-        """Instance ids (R, R) int32 of the rotated image: 0 background, i = instance_names[i-1].
+    def _render_geoms(self, camera: str, resolution: int) -> np.ndarray:
+        """Geom ids (R, R) int32 of the rotated image, -1 where no geom is seen; instances are looked up
+        from them (a geom -> instance table, not a per-pixel Python map).
 
         Rendered here rather than by robosuite's segmentation sensor, which shrinks every site of the
         model for good, so that the RGB images match evaluation's pixel for pixel (sites are hidden
-        only during this pass), and with a lookup table instead of a per-pixel Python map.
+        only during this pass).
         """
         import mujoco
 
@@ -296,9 +301,7 @@ class LiberoEnv:
         finally:
             model.site_size[:] = sizes
         ids, types = seg[::-1, ::-1, 1], seg[::-1, ::-1, 0]
-        lut = self._instance_lut()
-        inst = lut[np.clip(ids, 0, len(lut) - 1)]
-        return np.where((types == mujoco.mjtObj.mjOBJ_GEOM) & (ids >= 0), inst, 0).astype(np.int32)
+        return np.where((types == mujoco.mjtObj.mjOBJ_GEOM) & (ids >= 0), ids, -1).astype(np.int32)
 
     def _instance_lut(self) -> np.ndarray:
         """geom id -> instance id + 1 (0 for geoms of no instance: table, floor, walls)."""

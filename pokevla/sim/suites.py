@@ -1,4 +1,8 @@
-"""The four LIBERO suites, their tasks and the published evaluation step limits."""
+"""The LIBERO suites, their tasks and the published evaluation step limits.
+
+The four evaluation suites, plus LIBERO-90: the 90 training tasks of LIBERO's own scenes, which
+stage-1 knowledge generation and pre-training use (the benchmarks hold out libero_goal and libero_10).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ SUITES: dict[str, SuiteSpec] = {
         SuiteSpec("libero_object", 280),
         SuiteSpec("libero_goal", 300),
         SuiteSpec("libero_10", 520),
+        SuiteSpec("libero_90", 400),  # OpenVLA's LIBERO-90 limit; not part of the published protocol
     )
 }
 

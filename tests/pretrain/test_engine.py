@@ -10,7 +10,9 @@ import pytest
 
 from pokevla.common.errors import DatasetError
 from pokevla.pretrain import engine, families
-from pokevla.pretrain.frames import Frame, Goal, Region, SceneObject, erode, free_space_mask, readable_name
+from pokevla.expert.planner import Step
+from pokevla.pretrain.frames import (Frame, Goal, Part, Region, SceneObject, erode, free_space_mask,
+                                     readable_name)
 from pokevla.pretrain.records import record_problem
 
 RES = 64
@@ -74,7 +76,8 @@ def points(record) -> np.ndarray:
 
 
 def pixel(frame, xy):
-    return int(xy[1] * RES), int(xy[0] * RES)  # normalised (x, y) -> (row, column), as the scorers read it
+    h, w = frame.size
+    return int(xy[1] * h), int(xy[0] * w)  # normalised (x, y) -> (row, column), as the scorers read it
 
 
 def label_in(record, frame):
@@ -248,6 +251,89 @@ def test_closer_distance_success_and_next_object():
         assert options[r["target"]] == "butter"
 
 
+def test_a_gripper_trace_is_the_future_positions_projected_with_points_out_of_view_dropped():
+    # 1 m above the table the camera sees |x|, |y| < 0.5 m; at height z it sees |x| < 0.5 (1 - z)
+    future = np.array([[-0.3, 0.1, 0.2], [-0.1, 0.0, 0.2], [0.1, -0.1, 0.1], [0.2, -0.2, 0.05], [0.5, 0.0, 0.3]])
+    frame = scene_frame(gripper_future=future)
+    (r,) = run("gripper_trace", frame, [0])
+    expected = [[0.5 + x / (1 - z), 0.5 - y / (1 - z)] for x, y, z in future[:4]]  # the last is out of view
+    np.testing.assert_allclose(points(r), expected, atol=5e-4)
+    assert r["target"] == points(r).tolist() and r["answer_type"] == "trace" and record_problem(r) is None
+    assert frame.instruction in r["conversations"][0]["value"]
+    assert run("gripper_trace", scene_frame()) == []  # the rollout ends too soon
+    assert run("gripper_trace", scene_frame(gripper_future=future[3:])) == []  # one point in view is no trace
+    states = np.arange(50 * 8, dtype=np.float32).reshape(50, 8)
+    np.testing.assert_array_equal(engine.gripper_future(states, 3), states[3:44:8, :3])
+    assert engine.gripper_future(states, 10) is None  # step 50 is past the rollout's end
+
+
+DRAWER = Step("open", "cabinet_1_top_region")
+STOVE = Step("turnon", "flat_stove_1")
+SOUP = Step("move", "alphabet_soup_1", "basket_1_contain_region", "in")
+BUTTER = Step("move", "butter_1", "basket_1_contain_region", "in")
+CLOSE = Step("close", "cabinet_1_top_region")
+WORDS = {DRAWER: "open the top drawer of the cabinet", CLOSE: "close the top drawer of the cabinet",
+         STOVE: "turn on the stove", Step("turnoff", "flat_stove_1"): "turn off the stove",
+         SOUP: "put the alphabet soup in the basket", BUTTER: "put the butter in the basket",
+         Step("move", "butter_1", "alphabet_soup_1", "on"): "put the butter on the alphabet soup",
+         Step("move", "alphabet_soup_1", "butter_1", "on"): "put the alphabet soup on the butter"}
+
+
+def subtask_frame(pending, holding=None, **extra):
+    frame = scene_frame(plan=(DRAWER, STOVE, SOUP, BUTTER, CLOSE), pending=frozenset(pending), step_words=WORDS,
+                        **extra)
+    frame.objects = [dataclasses.replace(o, held=o.name == holding) for o in frame.objects]
+    return frame
+
+
+def options(record) -> dict[str, str]:
+    question = record["conversations"][0]["value"]
+    return dict(re.findall(r"\(([A-D])\) (.+?)(?= \([A-D]\)|$)", question))
+
+
+def test_subtask_options_hold_the_plan_step_and_only_wrong_steps():
+    # the start: the first step; the stove is switched on in the same phase, so it is never a wrong option
+    records = run("subtask", subtask_frame({DRAWER, STOVE, SOUP, BUTTER, CLOSE}, start=True))
+    assert len(records) == 20
+    for r in records:
+        shown = options(r)
+        assert "first" in r["conversations"][0]["value"] and shown[r["target"]] == WORDS[DRAWER]
+        assert r["conversations"][1]["value"] == f"({r['target']}) {WORDS[DRAWER]}" and record_problem(r) is None
+        assert WORDS[STOVE] not in shown.values() and len(shown) == 3
+    assert {v for r in records for v in options(r).values()} >= {WORDS[CLOSE], WORDS[SOUP]}  # later or other steps
+    assert {r["target"] for r in records} == {"A", "B", "C"}
+    # holding the soup while moving it: that move now, the butter's next (a close drawer comes later)
+    records = run("subtask", subtask_frame({SOUP, BUTTER, CLOSE}, holding="alphabet_soup_1"))
+    now = [r for r in records if "is under way" in r["conversations"][0]["value"]]
+    after = [r for r in records if "after" in r["conversations"][0]["value"]]
+    assert len(now) == len(after) == 20
+    assert all(options(r)[r["target"]] == WORDS[SOUP] for r in now)
+    assert all(options(r)[r["target"]] == WORDS[BUTTER] for r in after)
+    # holding something that is not the object of the first pending step, or nothing mid-rollout: no question
+    assert run("subtask", subtask_frame({SOUP, BUTTER, CLOSE}, holding="butter_1")) == []
+    assert run("subtask", subtask_frame({SOUP, BUTTER, CLOSE})) == []
+    # the step under way has no words (an ambiguous name): only the one after it is asked
+    unnamed = subtask_frame({SOUP, CLOSE}, holding="alphabet_soup_1")
+    unnamed.step_words = {s: w for s, w in WORDS.items() if s != SOUP}
+    (r,) = run("subtask", unnamed, [0])
+    assert "after" in r["conversations"][0]["value"] and options(r)[r["target"]] == WORDS[CLOSE]
+
+
+def test_handle_points_lie_in_the_handle_mask():
+    frame = scene_frame()
+    basket = frame.mask(frame.by_name("basket_1"))
+    handle = basket & (np.arange(RES)[:, None] < np.nonzero(basket)[0].min() + 3)  # its top three rows
+    sliver = np.zeros_like(handle)
+    sliver[0, :4] = True
+    frame.parts = [Part("the handle of the basket", handle), Part("the knob of the stove", sliver)]
+    records = run("handle_point", frame)
+    assert len(records) == 20 and handle.sum() >= frame.min_pixels > sliver.sum()  # too few pixels: never asked
+    for r in records:
+        assert "the handle of the basket" in r["conversations"][0]["value"]
+        np.testing.assert_array_equal(mask_of(frame, r), handle)
+        assert all(handle[pixel(frame, p)] for p in points(r)) and record_problem(r) is None
+
+
 def test_readable_names():
     assert readable_name("akita_black_bowl_2") == "black bowl"
     assert readable_name("alphabet_soup_1") == "alphabet soup"
@@ -372,3 +458,72 @@ def test_a_real_scene_is_labelled_on_its_segmentation_and_resumes_without_duplic
     ids = [json.loads(line)["id"] for split in ("train", "val") if (out / f"{split}.jsonl").exists()
            for line in (out / f"{split}.jsonl").read_text().splitlines()]
     assert len(ids) == len(set(ids)) == more["samples"]
+
+
+@pytest.mark.sim
+def test_a_scene_the_expert_cannot_solve_is_labelled_where_it_stopped(tmp_path):
+    # LIBERO-90 task 35, "open the microwave": the expert has no door skill, so the scene gets one frame
+    job = engine.SceneJob("libero_90", 35, 0, "train", RES, False, 0, ("ketchup",))
+    result = engine.run_scene(job)
+    assert not result["expert_success"] and "door" in result["expert_error"]
+    assert {r["id"].rsplit("/", 2)[0] for r in result["records"]} == {f"{job.scene}/f0"}
+    assert any(r["family"] == "point_object" for r in result["records"])
+    entry = engine._write_scene(tmp_path, result)
+    assert entry["expert_error"] == result["expert_error"] and entry["records"] == len(result["records"])
+
+
+@pytest.mark.sim
+def test_a_drawer_scene_gets_traces_steps_and_handles_from_the_simulator(monkeypatch):
+    # libero_goal task 3, "open the top drawer and put the bowl inside": a cabinet of three drawers, a stove
+    seen = []  # (frame, the gripper position of its state, the gripper's pixels)
+    real_frame = engine.frame_from_env
+
+    def keep(env, obs, *args, **kwargs):
+        frame = real_frame(env, obs, *args, **kwargs)
+        gripper = frame.instances == env.instance_names.index("PandaGripper0") + 1
+        seen.append((frame, obs["observation.state"][:3], gripper))
+        return frame
+
+    monkeypatch.setattr(engine, "frame_from_env", keep)
+    result = engine.run_scene(engine.SceneJob("libero_goal", 3, 0, "train", 128, False, 0, ()))
+    assert result["expert_success"]
+    by_id = {f.id: f for f, _, _ in seen}
+    records = {}
+    for r in result["records"]:
+        records.setdefault(r["family"], []).append((by_id[r["id"].rsplit("/", 2)[0]], r))
+
+    # a trace starts where the rendered state's gripper is, on (or beside) its pixels in the image
+    traced = [(f, state, gripper) for f, state, gripper in seen if f.gripper_future is not None]
+    assert len(traced) >= 3 and len(records["gripper_trace"]) >= 3
+    for frame, state, gripper in traced:
+        assert np.abs(frame.gripper_future[0] - state).max() < 0.002
+        uv = frame.project(frame.gripper_future[:1])[0]
+        rows, cols = np.nonzero(gripper)
+        assert np.hypot(cols + 0.5 - uv[0], rows + 0.5 - uv[1]).min() < 0.05 * frame.size[1]
+    for frame, r in records["gripper_trace"]:
+        now = frame.normalised(frame.project(frame.gripper_future[:1]))[0]
+        np.testing.assert_allclose(points(r)[0], now, atol=5e-4)
+
+    # the first step of the plan: open the drawer the bowl goes into
+    ((start, first),) = records["subtask"]
+    assert start.start and options(first)[first["target"]] == "open the top drawer of the wooden cabinet"
+    bowl_in = Step("move", "akita_black_bowl_1", "wooden_cabinet_1_top_region", "in")
+    assert start.step_words[bowl_in] == "put the black bowl in the top drawer of the wooden cabinet"
+
+    # handles lie on the cabinet, the knob on the stove, the drawers' handles one above the other
+    handles = {p.words: p.mask for p in start.parts}
+    drawers = [f"the handle of the {level} drawer of the wooden cabinet" for level in ("top", "middle", "bottom")]
+    assert set(handles) == {*drawers, "the knob of the stove"}
+    for words, mask in handles.items():
+        fixture = start.by_name("flat_stove_1" if "stove" in words else "wooden_cabinet_1")
+        assert mask.sum() >= start.min_pixels and not (mask & ~start.mask(fixture)).any()
+    rows = [np.nonzero(handles[words])[0].mean() for words in drawers]
+    assert rows == sorted(rows)
+    # the expert opened the top drawer: its handle moved towards the image's left, the bottom one stayed
+    end = {p.words: p.mask for p in seen[-1][0].parts}
+    assert np.nonzero(end[drawers[0]])[1].mean() < np.nonzero(handles[drawers[0]])[1].mean() - 0.1 * 128
+    assert abs(np.nonzero(end[drawers[2]])[1].mean() - np.nonzero(handles[drawers[2]])[1].mean()) < 2
+    for frame, r in records["handle_point"]:
+        (part,) = [p for p in frame.parts if p.words in r["conversations"][0]["value"]]
+        np.testing.assert_array_equal(mask_of(frame, r), part.mask)
+        assert all(part.mask[pixel(frame, p)] for p in points(r)) and record_problem(r) is None

@@ -104,6 +104,8 @@ PROBLEMS = [
     (scored("count", True), "a count target must be an integer >= 0"),
     (scored("distance", 0), "a distance target must be a number of centimetres > 0"),
     (scored("distance", "1 m"), "a distance target must be a number of centimetres > 0"),
+    (scored("trace", [[0.1, 0.2]]), "a trace target must be a list of at least 2 points [x, y] in [0, 1]"),
+    (scored("trace", [[0.1, 0.2], [0.3, 1.2]]), "a trace target must be a list of at least 2 points [x, y] in [0, 1]"),
     (scored("yesno", ""), "a yesno target must be the answer text"),
     (scored("choice", None), "a choice target must be the answer text"),
 ]
@@ -118,6 +120,7 @@ def test_valid_records_have_no_problem(tmp_path):
     assert record_problem(valid()) is None
     assert record_problem(scored("distance", 35)) is None
     assert record_problem(scored("count", 0)) is None
+    assert record_problem(scored("trace", [[0.1, 0.2], [0.3, 0.4]])) is None
     text_only = with_(image=None, conversations=[{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}])
     assert record_problem(text_only) is None
 

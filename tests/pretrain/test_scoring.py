@@ -6,9 +6,9 @@ import pytest
 from pokevla.common.errors import DatasetError
 from pokevla.data.lerobot import encode_png
 from pokevla.pretrain.records import format_box, format_points
-from pokevla.pretrain.scoring import (box_iou, final_answer, format_table, parse_box, parse_choice, parse_count,
-                                      parse_distance, parse_points, parse_yesno, point_score, score_records,
-                                      yesno_correct)
+from pokevla.pretrain.scoring import (TRACE_WORST, box_iou, final_answer, format_table, parse_box, parse_choice,
+                                      parse_count, parse_distance, parse_points, parse_trace, parse_yesno,
+                                      point_score, resample_trace, score_records, yesno_correct)
 
 WIDTH, HEIGHT = 20, 10
 
@@ -187,6 +187,54 @@ def test_distances_report_relative_error_and_accuracy_within_25_percent(root):
     assert family["chance"] == pytest.approx((0.5 + 0.25 + 0.625 + 0.5) / 4)
     assert family["within_25_chance"] == pytest.approx(0.25)
     assert result["unparseable"]["distance"] == 1
+
+
+TRACE = [[0.1, 0.5], [0.5, 0.5]]  # left to right across the middle of the image
+ALONG = np.linspace(0.0, 1.0, 32)  # where the 32 resampled points lie along a path, as a fraction of its length
+TRACE_ANSWERS = [
+    ("[(0.1, 0.5), (0.5, 0.5)]", 0.0),
+    ("[(0.1, 0.5), (0.2, 0.5), (0.45, 0.5), (0.5, 0.5)]", 0.0),      # more points on the same path
+    ("[(2, 5), (10, 5)]", 0.0),                                      # pixels of the 20 x 10 image
+    ("[(0.1, 0.6), (0.5, 0.6)]", 0.1),                               # shifted down by 0.1
+    ("[(0.5, 0.5), (0.1, 0.5)]", 0.4 * np.abs(2 * ALONG - 1).mean()),  # the path backwards
+    ("[(0.3, 0.5)]", 0.4 * np.abs(ALONG - 0.5).mean()),             # one point: a trace standing still
+    ("[(1.5, 0.5), (2.0, 0.5)]", 0.7),                               # outside the image: clipped to x = 1
+    ("Step 1: the bowl is at (0.9, 0.9). A: [(0.1, 0.5), (0.5, 0.5)]", 0.0),
+    ("It moves to the right.", TRACE_WORST),
+    ("[(x, y)]", TRACE_WORST),
+    ("[(0.1, 0.5, 0.5)]", TRACE_WORST),                              # a 3-tuple is no point
+    ("", TRACE_WORST),
+]
+
+
+@pytest.mark.parametrize("answer, distance", TRACE_ANSWERS, ids=[a or "empty" for a, _ in TRACE_ANSWERS])
+def test_traces_score_the_mean_distance_after_resampling_both_paths(root, answer, distance):
+    result = score_records([record("trace", "trace", TRACE)], [answer], root)
+    assert result["families"]["trace"]["score"] == pytest.approx(distance, abs=1e-9)
+    assert result["unparseable"]["trace"] == (distance == TRACE_WORST)
+
+
+def test_trace_parsing_and_resampling():
+    np.testing.assert_allclose(parse_trace("[(0.25, 0.5), (10, 5)]", WIDTH, HEIGHT), [[0.25, 0.5], [0.5, 0.5]])
+    assert parse_trace("none", WIDTH, HEIGHT).shape == (0, 2)
+    # evenly spaced along the length, whatever the spacing of the given points; repeated points are fine
+    path = resample_trace(np.array([[0.0, 0.0], [0.0, 0.0], [0.3, 0.0], [0.3, 0.3]]), 7)
+    expected = [[0, 0], [0.1, 0], [0.2, 0], [0.3, 0], [0.3, 0.1], [0.3, 0.2], [0.3, 0.3]]
+    np.testing.assert_allclose(path, expected, atol=1e-12)
+    np.testing.assert_array_equal(resample_trace(np.array([[0.2, 0.4], [0.2, 0.4]]), 3), [[0.2, 0.4]] * 3)
+
+
+def test_a_trace_family_is_lower_is_better_with_the_mean_reference_trace_as_chance(root):
+    records = [record("trace", "trace", TRACE, "a"), record("trace", "trace", [[0.5, 0.1], [0.5, 0.5]], "b")]
+    reference = [record("trace", "trace", [[0.3, 0.3], [0.3, 0.3]], "t")]  # always standing at (0.3, 0.3)
+    result = score_records(records, ["[(0.1, 0.5), (0.5, 0.5)]", "no idea"], root, reference=reference)
+    family = result["families"]["trace"]
+    assert family["score"] == pytest.approx(TRACE_WORST / 2) and not family["higher_is_better"]
+    # both targets are 0.4 long, and their middles lie 0.2 from (0.3, 0.3), square to the path
+    chance = np.hypot(0.4 * (ALONG - 0.5), 0.2).mean()
+    assert family["chance"] == pytest.approx(chance)
+    assert result["unparseable"] == {"trace": 1}
+    assert "| trace | mean distance (lower is better) | 2 |" in format_table(result)
 
 
 def test_chance_baselines_come_from_the_reference_records_when_given(root):

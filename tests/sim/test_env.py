@@ -107,6 +107,13 @@ def test_bad_suite_and_task():
     assert suites.parse_task_ids("0,2-4", "libero_goal") == [0, 2, 3, 4]
 
 
+def test_libero_90_is_a_suite_with_its_own_step_limit():
+    tasks = suites.list_tasks("libero_90")
+    assert len(tasks) == 90 and all(t.num_init_states == 50 for t in tasks)
+    assert suites.get_suite("libero_90").max_steps == 400
+    assert tasks[35].instruction == "open the microwave"
+
+
 def test_envs_sharing_a_process_render_with_their_own_context(camera_env):
     from pokevla.sim.env import EnvConfig, LiberoEnv
 

@@ -38,11 +38,11 @@ CAMERA_DEVIATION = ("official pitch P is a rotation of -P deg about world y: pit
 LANGUAGE_DEVIATION = ("level: pokevla's length level, from how many more words the rewrite has than the task's "
                       "instruction (the official levels are empirical and not in the wheel)")
 NOISE_DEVIATION = "the official parameters per severity, pixel sizes scaled from 224 px to the rendered width"
-NOISE_KIND_DEVIATION = {
-    "motion_blur": "a one-sided gaussian streak kernel in place of ImageMagick's motion blur",
-    "zoom_blur": "OpenCV's linear resize in place of SciPy's order-1 zoom",
+NOISE_KIND_DEVIATION = {  # motion and gaussian blur: the official output (tests/robustness/test_official_reference.py)
+    "zoom_blur": "OpenCV's bilinear warp (weights in steps of 1/32 px) with the geometry of the official SciPy zoom",
     "fog": "the plasma map is sized to the image (the official crops a 256 px map)",
-    "glass_blur": "each pixel takes a random neighbour's value at once, in place of the official sequential swaps",
+    "glass_blur": ("each pixel takes a random neighbour's value at once, in place of the official sequential "
+                   "copies (its swap of two RGB views copies one way)"),
 }
 LAYOUT_DEVIATION = ("the scene starts from the variant's one-state init file; fixtures are placed at reset by "
                     "pokevla's seeded sampler from the variant's BDDL, as at every reset (a saved state holds no fixture pose)")

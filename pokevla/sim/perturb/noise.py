@@ -8,7 +8,9 @@ variant `_noise_C` is kind (C - 1) // 10 at severity (C - 1) % 10 + 1.
 
 All functions map uint8 (H, W, 3) to uint8 (H, W, 3), are vectorised (OpenCV filters, NumPy
 gathers; no per-pixel Python loops), work with NumPy 2 and at any resolution. Pixel sizes are the
-official ones at 224 px and scale with the image width.
+official ones at 224 px and scale with the image width. Values are cut to uint8 by truncation, as
+the official's `astype(np.uint8)` does. At 224 px, tests/robustness/test_official_reference.py checks
+each kind against the official code's output.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def _scale(img: np.ndarray) -> float:
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+    """[0, 1] floats -> uint8, truncated as the official's `(np.clip(x, 0, 1) * 255).astype(np.uint8)`."""
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
 def _gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -49,36 +52,45 @@ def motion_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     radius, sigma = MOTION_BLUR[severity - 1]
     radius, sigma = max(1, int(round(radius * _scale(img)))), sigma * _scale(img)
     angle = np.deg2rad(rng.uniform(-45, 45))
-    # One-sided gaussian streak, as ImageMagick's motion blur used by ImageNet-C.
-    steps = np.arange(radius + 1)
-    weights = np.exp(-(steps**2) / (2 * sigma**2))
-    kernel = np.zeros((2 * radius + 1, 2 * radius + 1), dtype=np.float32)
-    cols = np.rint(radius + steps * np.cos(angle)).astype(int)
-    rows = np.rint(radius + steps * np.sin(angle)).astype(int)
-    np.add.at(kernel, (rows, cols), weights)
-    kernel /= kernel.sum()
-    return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    # ImageMagick's MotionBlurImage, which the official calls: a one-sided gaussian of 2 * radius + 1
+    # taps along the angle, tap offsets rounded half down, edges extended.
+    steps = np.arange(2 * radius + 1)
+    size = 2 * len(steps) - 1
+    kernel = np.zeros((size, size))
+    rows = len(steps) - 1 + np.ceil(steps * np.sin(angle) - 0.5).astype(int)
+    cols = len(steps) - 1 + np.ceil(steps * np.cos(angle) - 0.5).astype(int)
+    np.add.at(kernel, (rows, cols), np.exp(-(steps**2) / (2 * sigma**2)))
+    x = cv2.filter2D(img.astype(np.float64), -1, kernel / kernel.sum(), borderType=cv2.BORDER_REPLICATE)
+    # ImageMagick (Q16) rounds to 16 bits, its 8-bit PNG output then truncates
+    return (np.floor(x * 257 + 0.5) // 257).astype(np.uint8)
 
 
 def gaussian_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    return _to_uint8(_gaussian(img.astype(np.float32) / 255, GAUSSIAN_BLUR[severity - 1] * _scale(img)))
+    # float64 as skimage's: near-integer values then truncate the same way
+    return _to_uint8(_gaussian(img / 255.0, GAUSSIAN_BLUR[severity - 1] * _scale(img)))
 
 
-def _zoom_centre(img: np.ndarray, factor: float) -> np.ndarray:
-    h, w = img.shape[:2]
-    ch, cw = int(np.ceil(h / factor)), int(np.ceil(w / factor))
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return cv2.resize(img[top : top + ch, left : left + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+def _zoom_axis(n: int, factor: float) -> tuple[float, float]:
+    """(scale, offset) of the source coordinate along an axis of n px in the official clipped_zoom:
+    the centre ceil(n / factor) px, zoomed by SciPy's order-1 `zoom` (corners aligned, out size
+    round(crop * factor)), then trimmed back to n px."""
+    crop = int(np.ceil(n / factor))
+    out = round(crop * factor)
+    scale = (crop - 1) / (out - 1)
+    return scale, (n - crop) // 2 + (out - n) // 2 * scale
 
 
 def zoom_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     stop, step = ZOOM_BLUR[severity - 1]
     factors = np.arange(1.0, stop, step)  # 1.0 included: the official sums the unzoomed image twice
-    x = img.astype(np.float32)
-    acc = x.copy()
-    for f in factors:  # a handful of resizes per frame, each vectorised
-        acc += _zoom_centre(x, f)
-    return np.clip(np.rint(acc / (len(factors) + 1)), 0, 255).astype(np.uint8)
+    h, w = img.shape[:2]
+    x = img.astype(np.float32) / 255
+    acc = np.zeros_like(x)
+    for f in factors:  # one bilinear warp per factor, the official zoom's geometry
+        (sy, oy), (sx, ox) = _zoom_axis(h, f), _zoom_axis(w, f)
+        src = np.array([[sx, 0.0, ox], [0.0, sy, oy]])
+        acc += cv2.warpAffine(x, src, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return _to_uint8((x + acc) / (len(factors) + 1))
 
 
 def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
@@ -112,9 +124,9 @@ def fog(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     strength, decay = FOG[severity - 1]
     h, w = img.shape[:2]
     size = 1 << int(np.ceil(np.log2(max(h, w, 2))))  # any resolution, not only <= 256
-    x = img.astype(np.float32) / 255
+    x = img / 255.0
     peak = x.max()
-    x = x + strength * plasma_fractal(size, decay, rng)[:h, :w, None].astype(np.float32)
+    x = x + strength * plasma_fractal(size, decay, rng)[:h, :w, None]
     return _to_uint8(x * peak / (peak + strength))
 
 
@@ -122,15 +134,15 @@ def glass_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     sigma, delta, iterations = GLASS_BLUR[severity - 1]
     sigma, delta = sigma * _scale(img), max(1, int(round(delta * _scale(img))))
     h, w = img.shape[:2]
-    x = np.rint(_gaussian(img.astype(np.float32), sigma))  # the official blurs, then swaps uint8 pixels
+    x = _to_uint8(_gaussian(img / 255.0, sigma))  # the official blurs, then moves uint8 pixels
     rows, cols = np.mgrid[0:h, 0:w]
     for _ in range(iterations):
         # Every pixel takes the value of a random neighbour within delta: the vectorised form of
-        # ImageNet-C's sequential local pixel swaps.
+        # ImageNet-C's sequential local "swaps", which on RGB arrays copy one way (NumPy views alias).
         dr = rng.integers(-delta, delta + 1, size=(h, w))
         dc = rng.integers(-delta, delta + 1, size=(h, w))
         x = x[np.clip(rows + dr, 0, h - 1), np.clip(cols + dc, 0, w - 1)]
-    return _to_uint8(_gaussian(x / 255, sigma))
+    return _to_uint8(_gaussian(x / 255.0, sigma))
 
 
 CORRUPTIONS = {
