@@ -300,6 +300,8 @@ def _place(scene, target: str, relation: str, labels: Counter, drawers: dict[str
     if target in drawers:
         return f"{relation} {drawers[target]}"
     parent = scene.parent_of_site(target) if scene.is_site(target) else target
+    if parent is None:  # a region of the table itself
+        return None
     label = readable_name(scene.category(parent))
     if labels[label] != 1:
         return None
@@ -417,21 +419,26 @@ def _reached(config: KnowledgeConfig, groups: dict, done: list[dict]) -> bool:
 
 def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabulary: tuple[str, ...]) -> list[SceneJob]:
     """The scenes a round still needs, from each group's records per scene so far, spread over its
-    tasks (those with the fewest scenes first) and sorted by task so that workers reuse environments."""
+    tasks (those with the fewest scenes first, the suites' tasks interleaved) and sorted by task so that
+    workers reuse environments."""
     jobs = []
     for group, (tasks, target) in groups.items():
         mine = [e for e in done if _group_of(e) == group]
         have = sum(e["records"] for e in mine)
         if have >= target or not tasks:
             continue
-        per_scene = max(1.0, have / len(mine)) if mine else FIRST_GUESS_PER_SCENE
+        if mine:
+            count = math.ceil((target - have) / max(1.0, have / len(mine)))
+        else:  # a first round of at most one scene per task measures the records per scene, so that a group
+            # is not cut short in the order the jobs run (by suite and task) once an overshoot reaches its target
+            count = min(len(tasks), math.ceil(target / FIRST_GUESS_PER_SCENE))
         scenes = Counter((e["suite"], e["task_id"]) for e in mine)
         last = {}
         for e in mine:
             key = (e["suite"], e["task_id"])
             last[key] = max(last.get(key, -1), e["index"])
-        for _ in range(math.ceil((target - have) / per_scene)):
-            task = min(tasks, key=lambda t: (scenes[(t.suite, t.task_id)], t.suite, t.task_id))
+        for _ in range(count):
+            task = min(tasks, key=lambda t: (scenes[(t.suite, t.task_id)], t.task_id, t.suite))  # suites interleaved
             key = (task.suite, task.task_id)
             index = last.get(key, -1) + 1
             scenes[key] += 1

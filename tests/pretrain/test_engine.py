@@ -4,6 +4,7 @@ bookkeeping, and one real scene rendered end to end (marked sim)."""
 import dataclasses
 import json
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -386,6 +387,10 @@ def test_rounds_spread_scenes_over_tasks_and_stop_at_the_target():
     jobs = engine._next_jobs(config, groups, done, ())
     assert [j.split for j in jobs] == ["heldout"]
     assert not engine._reached(config, groups, done)
+    # a large target: the first round is one scene per task, so no task waits behind another's overshoot
+    big = dataclasses.replace(config, samples=100_000)
+    jobs = engine._next_jobs(big, engine._groups(big), [], ())
+    assert len(jobs) == 20 and len({(j.suite, j.task_id) for j in jobs}) == 20
 
 
 def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_input):
@@ -527,3 +532,14 @@ def test_a_drawer_scene_gets_traces_steps_and_handles_from_the_simulator(monkeyp
         (part,) = [p for p in frame.parts if p.words in r["conversations"][0]["value"]]
         np.testing.assert_array_equal(mask_of(frame, r), part.mask)
         assert all(part.mask[pixel(frame, p)] for p in points(r)) and record_problem(r) is None
+
+
+def test_a_place_on_a_region_of_the_table_has_no_words():
+    class TableRegion:  # LIBERO gives a region site of the table itself no parent object
+        def is_site(self, name):
+            return True
+
+        def parent_of_site(self, name):
+            return None
+
+    assert engine._place(TableRegion(), "main_table_stove_front_region", "on", Counter(), {}) is None
