@@ -16,6 +16,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "pretrain", help="pre-train PokeVLM (stage 1) on world-knowledge conversations (resumable)",
         description="New run: --preset P --data DIR[,DIR] --out RUN [flags]. Resume: --out RUN --resume. "
+                    "From an earlier stage-1 run (alignment, then fine-tuning; or a new mixture): --init RUN. "
                     "Then stage 2: pokevla train --init RUN ... DDP: torchrun --nproc-per-node N -m pokevla.cli pretrain ...",
     )
     add_dataclass_args(parser, PretrainConfig, group="pretrain")

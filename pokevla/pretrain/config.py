@@ -26,6 +26,9 @@ class PretrainConfig(LoopConfig):
     train: Train = field(default="llm", metadata={
         "help": "what trains besides the projector: nothing (alignment), the language model fully or through "
                 "LoRA (--lora.*), or everything including the vision encoders"})
+    init: str | None = field(default=None, metadata={
+        "help": "start from this stage-1 run or checkpoint (its weights, backbones and tokenizer) with a new optimiser "
+                "and schedule: LLaVA's alignment then fine-tuning, or more pre-training on a new mixture"})
     steps: int = field(default=1000, metadata={"help": "optimiser steps"})
     lr: float = 2e-5
     warmup_ratio: float = field(default=0.03, metadata={"help": "fraction of steps of linear warm-up before the cosine decay"})

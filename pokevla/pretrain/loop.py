@@ -5,7 +5,8 @@
     RUN/checkpoints/step_N/       a PokeVLM folder (`PokeVLM.from_pretrained`) + trainer.pt
     RUN/val.jsonl                 the held-out loss on the sources' val split, every --val-every steps
 
-`pokevla pretrain --out RUN --resume` continues from the last checkpoint with the same data order.
+`pokevla pretrain --out RUN --resume` continues from the last checkpoint with the same data order;
+`--init EARLIER_RUN` starts a new run (new optimiser and schedule) from another run's weights.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pokevla.pretrain.config import PretrainConfig
 from pokevla.pretrain.data import (ConversationDataset, LengthGroupedSampler, held_out_batches, held_out_sources,
                                    open_sources)
 from pokevla.pretrain.vlm import PokeVLM
+from pokevla.train import checkpoints as ckpt
 from pokevla.train import runner
 
 
@@ -42,12 +44,17 @@ def held_out_loss(model: PokeVLM, dataset: ConversationDataset, batch_size: int)
 
 
 class KnowledgeStage:
-    """Stage 1 for the shared loop: PokeVLM on conversation records."""
+    """Stage 1 for the shared loop: PokeVLM on conversation records.
+
+    With `pretrain.init` a new run starts from the weights, backbones and tokenizer of an earlier
+    stage-1 checkpoint (its adapters merged; this run's `train` choice applies from there); a resumed
+    run rebuilds from its own last checkpoint and never reads that folder again.
+    """
 
     name = "pretrain"
 
-    def __init__(self, cfg: PretrainConfig, model_cfg: PokeVLAConfig):
-        self.cfg, self.model_cfg = cfg, model_cfg
+    def __init__(self, cfg: PretrainConfig, model_cfg: PokeVLAConfig, init: dict | None = None):
+        self.cfg, self.model_cfg, self.init = cfg, model_cfg, init
         self.sources = open_sources(cfg.data, cfg.mix)
         self.val_sources = held_out_sources(self.sources)
         self.dataset: ConversationDataset | None = None
@@ -55,7 +62,10 @@ class KnowledgeStage:
 
     def build(self, last: Path | None, device: torch.device) -> PokeVLM:
         torch.manual_seed(self.cfg.seed)
-        model = PokeVLM(self.model_cfg, self.cfg.train)
+        if self.cfg.init:
+            model = self._build_from_stage1(last)
+        else:
+            model = PokeVLM(self.model_cfg, self.cfg.train)
         if last is not None:
             model.load_checkpoint(last)
         # the data is tokenised with the model's own chat format and sized to its context
@@ -68,12 +78,28 @@ class KnowledgeStage:
             print(f"{self.dataset.skipped} training record(s) skipped; {len(self.dataset)} used", file=sys.stderr)
         return model.to(device)
 
+    def _build_from_stage1(self, last: Path | None) -> PokeVLM:
+        """A PokeVLM with the backbones and tokenizer of the `init` checkpoint (new run: also its
+        weights) or of this run's own last checkpoint (resumed run)."""
+        from pokevla.model.backbones import resolve_backbones
+        from pokevla.model.tokenizer import load_tokenizer
+        from pokevla.pretrain import transfer
+
+        source = last if last is not None else transfer.check_init(self.cfg.init, self.model_cfg.preset)
+        self.model_cfg, backbones = resolve_backbones(self.model_cfg, transfer.read_backbones(source))
+        model = PokeVLM(self.model_cfg, self.cfg.train, backbones=backbones, load_weights=False,
+                        tokenizer=load_tokenizer(source))
+        if last is None:
+            self.init = transfer.load_stage1(model, source)
+        return model
+
     def run_info(self, world: int) -> dict:
         data = {"sources": [{"path": str(s.path), "format": s.format, "weight": w, "records": n}
                             for (s, w), n in zip(self.sources, self.dataset.sizes)],
                 "skipped": self.dataset.skipped, "val": [str(s.path) for s in self.val_sources]}
-        return {"stage": 1, "model": to_dict(self.model_cfg), "pretrain": asdict(self.cfg), "data": data,
+        info = {"stage": 1, "model": to_dict(self.model_cfg), "pretrain": asdict(self.cfg), "data": data,
                 "versions": package_versions(), "machine": machine(), "world_size": world}
+        return info if self.init is None else {**info, "init": self.init}
 
     def batches(self, start: int, rank: int, world: int) -> Iterator[dict]:
         cfg, data = self.cfg, self.dataset
@@ -99,6 +125,11 @@ class KnowledgeStage:
 
 def pretrain(cfg: PretrainConfig, model_cfg: PokeVLAConfig, resume: bool, progress: bool = True) -> dict:
     """Runs (or resumes) a stage-1 run; returns the shared loop's summary."""
-    stage = KnowledgeStage(cfg, model_cfg)  # a bad source is refused before the run folder exists
+    if cfg.init and not resume:  # a bad source or start is refused before the run folder exists
+        from pokevla.pretrain.transfer import check_init
+
+        check_init(cfg.init, model_cfg.preset)
+    recorded = ckpt.read_run(Path(cfg.out)) if resume else None
+    stage = KnowledgeStage(cfg, model_cfg, init=(recorded or {}).get("init"))
     ctx = runner.start(cfg)
     return runner.fit(cfg, ctx, stage, resume, progress)

@@ -1,4 +1,5 @@
 """Stage 1 -> stage 2: a new PokeVLA starts from a PokeVLM checkpoint (`pokevla train --init RUN`).
+The same copy starts a new stage-1 run from an earlier one (`pokevla pretrain --init RUN`).
 
 The PokeVLA is built with the stage-1 backbones and tokenizer, then takes its vision encoders,
 projector and language model weights (`TRANSFERRED`); the action expert, the `<SEG>` and query
@@ -55,7 +56,7 @@ def weights_sha256(folder: Path) -> str:
 
 
 def load_stage1(model: torch.nn.Module, folder: Path) -> dict:
-    """Copies the stage-1 weights of `folder` into the PokeVLA `model`; returns what it started from
+    """Copies the stage-1 weights of `folder` into `model` (a PokeVLA or a PokeVLM); returns what it started from
     ({"path", "sha256"} of the weights file, for run.json). Any missing or mis-shaped tensor is a
     `CheckpointError` naming it."""
     vlm = PokeVLM.from_pretrained(folder)
@@ -71,6 +72,6 @@ def load_stage1(model: torch.nn.Module, folder: Path) -> dict:
                 for label, items in (("missing", missing), ("not in the new model", unused),
                                      ("shape (stage 1 vs stage 2)", wrong)) if items]
     if problems:
-        raise CheckpointError(f"{folder} does not fit this PokeVLA: {'; '.join(problems)}")
+        raise CheckpointError(f"{folder} does not fit this model: {'; '.join(problems)}")
     model.load_state_dict({name: source[src] for name, src in mapped.items()}, strict=False)
     return {"path": str(folder.resolve()), "sha256": weights_sha256(folder)}

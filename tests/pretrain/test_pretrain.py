@@ -138,6 +138,35 @@ def test_train_init_records_its_start_and_resumes_without_it(stage1, make_datase
     assert json.loads((run / "run.json").read_text())["init"] == info["init"]
 
 
+def test_pretrain_init_continues_from_an_earlier_run_and_resumes_without_it(stage1, knowledge, tmp_path, capsys,  # noqa: F811
+                                                                           bad_input):
+    run = tmp_path / "aligned"
+    base = ["pretrain", "--data", str(knowledge), "--init", str(stage1), "--train", "projector", "--steps", "1",
+            "--batch-size", "2", "--save-every", "1", "--val-every", "1"]
+    bad_input([*base, "--preset", "1b", "--out", str(run)],
+              "was pre-trained with preset tiny, not 1b; use --preset tiny", untouched=[run])
+    assert main([*base, "--preset", "tiny", *SMALL_FLAGS, "--out", str(run)]) == 0
+    source = ckpt.last_checkpoint(stage1)
+    info = json.loads((run / "run.json").read_text())
+    assert info["init"]["path"] == str(source.resolve()) and info["pretrain"]["init"] == str(stage1)
+    # the stage-1 LoRA is merged; with only the projector training, everything else is still stage 1's
+    vlm = PokeVLM.from_pretrained(source)
+    merge_adapters(vlm)
+    before, after = vlm.state_dict(), weights(ckpt.last_checkpoint(run))
+    frozen = [k for k in after if k.startswith(("vision.", "language.llm."))]
+    assert len(frozen) > 20 and all(torch.equal(after[k], before[k]) for k in frozen)
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("projector."))
+    assert PokeVLM.from_pretrained(ckpt.last_checkpoint(run)).trains == "projector"
+    recorded = json.loads((run / "run.json").read_text())
+    recorded["pretrain"]["steps"] = 2
+    (run / "run.json").write_text(json.dumps(recorded))
+    shutil.rmtree(stage1)
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume"]) == 0
+    assert ckpt.last_checkpoint(run).name == "step_0000002"
+    assert json.loads((run / "run.json").read_text())["init"] == info["init"]
+
+
 def test_the_qwen_path_pretrains_and_answers(knowledge, qwen_folder, tmp_path):  # noqa: F811
     summary = loop.pretrain(cfg(knowledge, tmp_path / "qwen_run", steps=2), qwen_config(qwen_folder), resume=False,
                             progress=False)

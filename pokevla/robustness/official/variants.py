@@ -12,8 +12,10 @@ from pokevla.robustness.official.installed import Installed
 from pokevla.robustness.official.wheel import ROOT, STYLE_FILE, Bddl, Wheel, read_bddl, read_init_states
 from pokevla.sim.perturb.manifest import Variant
 from pokevla.sim.perturb.robot import Q0
-from pokevla.sim.perturb.spec import DIMENSIONS, CameraSpec, LanguageSpec, LayoutSpec, NoiseSpec, Perturbation, RobotSpec
+from pokevla.sim.perturb.spec import (DIMENSIONS, BackgroundSpec, CameraSpec, LanguageSpec, LayoutSpec, NoiseSpec,
+                                      Perturbation, RobotSpec)
 
+FLOOR_PROBLEM = "libero_floor_manipulation"  # the problem class of LIBERO's floor scenes (libero_object)
 ARENA_FIXTURES = frozenset({"table", "kitchen_table", "living_room_table", "study_table", "floor", "coffee_table"})
 NOISE_KINDS = ("motion_blur", "gaussian_blur", "zoom_blur", "fog", "glass_blur")
 DEFAULT_VIEW = (0, 0, 100, 0, 0)  # azimuth, elevation, distance %, yaw, pitch of the unmoved camera
@@ -29,7 +31,7 @@ NAME = re.compile(
 # Why pokevla cannot run a reproducible variant yet (issue 14 item 3 adds the missing specs).
 UNSUPPORTED = {
     "light": "pokevla's LightSpec cannot load an official light scene XML",
-    "background": "pokevla's BackgroundSpec cannot apply an official scene (its scene XML and floor / wall styles)",
+    "background": "pokevla's BackgroundSpec cannot load another scene XML (it restyles the base scene's floor and walls)",
     "layout": "pokevla cannot add the official distractor objects",
     "combined": "pokevla applies one perturbation per episode",
 }
@@ -46,6 +48,9 @@ NOISE_KIND_DEVIATION = {  # motion and gaussian blur: the official output (tests
 }
 LAYOUT_DEVIATION = ("the scene starts from the variant's one-state init file; fixtures are placed at reset by "
                     "pokevla's seeded sampler from the variant's BDDL, as at every reset (a saved state holds no fixture pose)")
+BACKGROUND_DEVIATION = ("the style's texture replaces the base scene's at reset, resampled to the size of the base "
+                        "texture (OpenCV area interpolation); level: pokevla's count of restyled surfaces (floor 1, "
+                        "floor and walls 2), the official levels are empirical and not in the wheel")
 ROBOT_DEVIATION = ("pokevla also writes these joints into init state 0, so the arm starts there; the official only "
                    "sets init_qpos (the controller's posture target) and set_init_state restores the recorded ~q0")
 
@@ -325,6 +330,12 @@ class Describer:
             record.spec = NoiseSpec(record.level, n["kind"], severity=n["severity"])
             record.official["deviations"] += [NOISE_DEVIATION] + ([NOISE_KIND_DEVIATION[n["kind"]]]
                                                                   if n["kind"] in NOISE_KIND_DEVIATION else [])
+        elif dims == ["background"]:
+            record.spec = self._background_spec(record)
+            if record.spec is None:
+                record.official["unsupported"] = UNSUPPORTED["background"]
+            else:
+                record.official["deviations"].append(BACKGROUND_DEVIATION)
         elif dims == ["layout"] and params["layout"]["kind"] == "shift":
             try:
                 states = read_init_states(self.wheel.read(init_member))
@@ -337,6 +348,26 @@ class Describer:
             record.official["deviations"].append(LAYOUT_DEVIATION)
         else:
             record.official["unsupported"] = UNSUPPORTED[dims[0]]
+
+
+    def _background_spec(self, record: Record) -> BackgroundSpec | None:
+        """The floor / wall restyling that a background variant of a floor scene is (LIBERO's floor
+        arena names its floor and wall textures by style), or None: in tabletop scenes the variants
+        load other scene XMLs, and BackgroundSpec's first surface is the table there, not the floor."""
+        params = record.official["params"]["background"]
+        base_problem = self.bddl(f"bddl_files/{record.suite}/{record.official['base_task']}.bddl").problem
+        base = self.wheel.scene(base_problem)
+        if base_problem.lower() != FLOOR_PROBLEM or params["scene_xml"] != base["scene_xml"]:
+            return None
+        textures, restyled = {}, 0
+        for surface in ("floor", "wall"):
+            style = params[f"{surface}_style"] or base[f"{surface}_style"]
+            found, _ = self.installed.find(f"textures/{self.wheel.styles[surface][style]}")  # a rename is a recorded deviation
+            textures[surface] = "asset:" + found.rpartition("/")[2].removesuffix(".png")
+            restyled += style != base[f"{surface}_style"]
+        wall = textures["wall"] if params["wall_style"] not in (None, base["wall_style"]) else None
+        return BackgroundSpec(max(1, restyled), "theme" if wall else "table", table_texture=textures["floor"],
+                              wall_texture=wall)
 
 
 def _level(params: dict, dimension: str) -> int | None:
