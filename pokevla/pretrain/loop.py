@@ -81,14 +81,11 @@ class KnowledgeStage:
     def _build_from_stage1(self, last: Path | None) -> PokeVLM:
         """A PokeVLM with the backbones and tokenizer of the `init` checkpoint (new run: also its
         weights) or of this run's own last checkpoint (resumed run)."""
-        from pokevla.model.backbones import resolve_backbones
-        from pokevla.model.tokenizer import load_tokenizer
         from pokevla.pretrain import transfer
 
         source = last if last is not None else transfer.check_init(self.cfg.init, self.model_cfg.preset)
-        self.model_cfg, backbones = resolve_backbones(self.model_cfg, transfer.read_backbones(source))
-        model = PokeVLM(self.model_cfg, self.cfg.train, backbones=backbones, load_weights=False,
-                        tokenizer=load_tokenizer(source))
+        self.model_cfg, backbones, tokenizer = transfer.built_on(source, self.model_cfg)
+        model = PokeVLM(self.model_cfg, self.cfg.train, backbones=backbones, load_weights=False, tokenizer=tokenizer)
         if last is None:
             self.init = transfer.load_stage1(model, source)
         return model

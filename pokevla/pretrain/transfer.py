@@ -47,6 +47,16 @@ def read_backbones(folder: Path) -> Backbones:
         raise CheckpointError(f"{folder / BACKBONES}: {e}") from None
 
 
+def built_on(folder: Path, config):
+    """(config, backbones, tokenizer) of a new model built on the stage-1 folder `folder`: its backbones
+    and tokenizer, with `config` rewritten to match them."""
+    from pokevla.model.backbones import resolve_backbones
+    from pokevla.model.tokenizer import load_tokenizer
+
+    config, backbones = resolve_backbones(config, read_backbones(folder))
+    return config, backbones, load_tokenizer(folder)
+
+
 def weights_sha256(folder: Path) -> str:
     digest = hashlib.sha256()
     with open(folder / WEIGHTS, "rb") as f:

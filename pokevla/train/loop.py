@@ -97,15 +97,13 @@ class DemonstrationStage:
     def _build_from_stage1(self, last: Path | None, stats: dict):
         """A PokeVLA with the backbones and tokenizer of the stage-1 checkpoint (new run) or of its own
         last checkpoint (resumed run: the weights then come from there)."""
-        from pokevla.model.backbones import resolve_backbones
         from pokevla.model.pokevla import PokeVLA
-        from pokevla.model.tokenizer import load_tokenizer
         from pokevla.pretrain import transfer
 
         source = last if last is not None else transfer.check_init(self.cfg.init, self.model_cfg.preset)
-        self.model_cfg, backbones = resolve_backbones(self.model_cfg, transfer.read_backbones(source))
+        self.model_cfg, backbones, tokenizer = transfer.built_on(source, self.model_cfg)
         model = PokeVLA(self.model_cfg, stats, training_heads=True, backbones=backbones, load_weights=False,
-                        tokenizer=load_tokenizer(source))
+                        tokenizer=tokenizer)
         if last is None:
             self.init = transfer.load_stage1(model, source)
         return model
