@@ -84,4 +84,5 @@ def load_stage1(model: torch.nn.Module, folder: Path) -> dict:
     if problems:
         raise CheckpointError(f"{folder} does not fit this model: {'; '.join(problems)}")
     model.load_state_dict({name: source[src] for name, src in mapped.items()}, strict=False)
-    return {"path": str(folder.resolve()), "sha256": weights_sha256(folder)}
+    # the path as named (a relative one stays relative, so a run.json can be shared); the hash identifies the weights
+    return {"path": str(folder), "sha256": weights_sha256(folder)}

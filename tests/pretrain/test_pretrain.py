@@ -104,7 +104,7 @@ def test_init_gives_stage2_the_stage1_weights(stage1, tmp_path):
     state = vla.state_dict()
     assert all(torch.equal(state[k], v) for k, v in expected.items()) and len(expected) > 20
     assert all(torch.equal(state[k], v) for k, v in before.items())  # the action expert starts fresh
-    assert started["path"] == str(folder.resolve()) and len(started["sha256"]) == 64
+    assert started["path"] == str(folder) and len(started["sha256"]) == 64
 
 
 def test_train_init_records_its_start_and_resumes_without_it(stage1, make_dataset, tmp_path, capsys, bad_input):
@@ -117,7 +117,7 @@ def test_train_init_records_its_start_and_resumes_without_it(stage1, make_datase
     assert main([*base, "--preset", "tiny", *SMALL_FLAGS, "--out", str(run), "--steps", "1"]) == 0
     info = json.loads((run / "run.json").read_text())
     source = ckpt.last_checkpoint(stage1)
-    assert info["init"]["path"] == str(source.resolve()) and info["train"]["init"] == str(stage1)
+    assert info["init"]["path"] == str(source) and info["train"]["init"] == str(stage1)
     # frozen encoders and a LoRA-wrapped language model keep the stage-1 weights through a step
     vlm = PokeVLM.from_pretrained(source)
     merge_adapters(vlm)
@@ -148,7 +148,7 @@ def test_pretrain_init_continues_from_an_earlier_run_and_resumes_without_it(stag
     assert main([*base, "--preset", "tiny", *SMALL_FLAGS, "--out", str(run)]) == 0
     source = ckpt.last_checkpoint(stage1)
     info = json.loads((run / "run.json").read_text())
-    assert info["init"]["path"] == str(source.resolve()) and info["pretrain"]["init"] == str(stage1)
+    assert info["init"]["path"] == str(source) and info["pretrain"]["init"] == str(stage1)
     # the stage-1 LoRA is merged; with only the projector training, everything else is still stage 1's
     vlm = PokeVLM.from_pretrained(source)
     merge_adapters(vlm)
