@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import PurePosixPath
 
 from pokevla.common.errors import ConfigError
 from pokevla.robustness.official.installed import Installed
@@ -349,7 +350,6 @@ class Describer:
         else:
             record.official["unsupported"] = UNSUPPORTED[dims[0]]
 
-
     def _background_spec(self, record: Record) -> BackgroundSpec | None:
         """The floor / wall restyling that a background variant of a floor scene is (LIBERO's floor
         arena names its floor and wall textures by style), or None: in tabletop scenes the variants
@@ -359,15 +359,17 @@ class Describer:
         base = self.wheel.scene(base_problem)
         if base_problem.lower() != FLOOR_PROBLEM or params["scene_xml"] != base["scene_xml"]:
             return None
-        textures, restyled = {}, 0
-        for surface in ("floor", "wall"):
-            style = params[f"{surface}_style"] or base[f"{surface}_style"]
-            found, _ = self.installed.find(f"textures/{self.wheel.styles[surface][style]}")  # a rename is a recorded deviation
-            textures[surface] = "asset:" + found.rpartition("/")[2].removesuffix(".png")
-            restyled += style != base[f"{surface}_style"]
-        wall = textures["wall"] if params["wall_style"] not in (None, base["wall_style"]) else None
-        return BackgroundSpec(max(1, restyled), "theme" if wall else "table", table_texture=textures["floor"],
+        styles = {s: params[f"{s}_style"] or base[f"{s}_style"] for s in ("floor", "wall")}
+        textures = {s: self._texture(s, style) for s, style in styles.items()}
+        restyled = [s for s, style in styles.items() if style != base[f"{s}_style"]]
+        wall = textures["wall"] if "wall" in restyled else None
+        return BackgroundSpec(max(1, len(restyled)), "theme" if wall else "table", table_texture=textures["floor"],
                               wall_texture=wall)
+
+    def _texture(self, surface: str, style: str) -> str:
+        """BackgroundSpec's name of the installed texture of a floor / wall style (a rename is a recorded deviation)."""
+        found, _ = self.installed.find(f"textures/{self.wheel.styles[surface][style]}")
+        return f"asset:{PurePosixPath(found).stem}"
 
 
 def _level(params: dict, dimension: str) -> int | None:
