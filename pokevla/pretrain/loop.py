@@ -79,15 +79,13 @@ class KnowledgeStage:
         return model.to(device)
 
     def _build_from_stage1(self, last: Path | None) -> PokeVLM:
-        """A PokeVLM with the backbones and tokenizer of the `init` checkpoint (new run: also its
-        weights) or of this run's own last checkpoint (resumed run)."""
         from pokevla.pretrain import transfer
 
-        source = last if last is not None else transfer.check_init(self.cfg.init, self.model_cfg.preset)
-        self.model_cfg, backbones, tokenizer = transfer.built_on(source, self.model_cfg)
-        model = PokeVLM(self.model_cfg, self.cfg.train, backbones=backbones, load_weights=False, tokenizer=tokenizer)
-        if last is None:
-            self.init = transfer.load_stage1(model, source)
+        def make(config, backbones, tokenizer) -> PokeVLM:
+            return PokeVLM(config, self.cfg.train, backbones=backbones, load_weights=False, tokenizer=tokenizer)
+
+        model, self.model_cfg, started = transfer.build_on_stage1(self.cfg.init, last, self.model_cfg, make)
+        self.init = started or self.init
         return model
 
     def run_info(self, world: int) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -47,14 +48,18 @@ def read_backbones(folder: Path) -> Backbones:
         raise CheckpointError(f"{folder / BACKBONES}: {e}") from None
 
 
-def built_on(folder: Path, config):
-    """(config, backbones, tokenizer) of a new model built on the stage-1 folder `folder`: its backbones
-    and tokenizer, with `config` rewritten to match them."""
+def build_on_stage1(init: str, last: Path | None, config, make: Callable) -> tuple[torch.nn.Module, object, dict | None]:
+    """A new model on a stage-1 folder: `make(config, backbones, tokenizer)` with the backbones and tokenizer
+    of the `init` run (a new run, which then also takes its weights) or of the run's own `last`
+    checkpoint (a resumed run, whose weights the loop loads). Returns (model, `config` rewritten to
+    match the backbones, what it started from for run.json or None when resumed)."""
     from pokevla.model.backbones import resolve_backbones
     from pokevla.model.tokenizer import load_tokenizer
 
-    config, backbones = resolve_backbones(config, read_backbones(folder))
-    return config, backbones, load_tokenizer(folder)
+    source = last if last is not None else check_init(init, config.preset)
+    config, backbones = resolve_backbones(config, read_backbones(source))
+    model = make(config, backbones, load_tokenizer(source))
+    return model, config, (load_stage1(model, source) if last is None else None)
 
 
 def weights_sha256(folder: Path) -> str:

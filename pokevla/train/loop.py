@@ -95,17 +95,15 @@ class DemonstrationStage:
         return model
 
     def _build_from_stage1(self, last: Path | None, stats: dict):
-        """A PokeVLA with the backbones and tokenizer of the stage-1 checkpoint (new run) or of its own
-        last checkpoint (resumed run: the weights then come from there)."""
         from pokevla.model.pokevla import PokeVLA
         from pokevla.pretrain import transfer
 
-        source = last if last is not None else transfer.check_init(self.cfg.init, self.model_cfg.preset)
-        self.model_cfg, backbones, tokenizer = transfer.built_on(source, self.model_cfg)
-        model = PokeVLA(self.model_cfg, stats, training_heads=True, backbones=backbones, load_weights=False,
-                        tokenizer=tokenizer)
-        if last is None:
-            self.init = transfer.load_stage1(model, source)
+        def make(config, backbones, tokenizer) -> PokeVLA:
+            return PokeVLA(config, stats, training_heads=True, backbones=backbones, load_weights=False,
+                           tokenizer=tokenizer)
+
+        model, self.model_cfg, started = transfer.build_on_stage1(self.cfg.init, last, self.model_cfg, make)
+        self.init = started or self.init
         return model
 
     def run_info(self, world: int) -> dict:
