@@ -5,7 +5,9 @@ arm-joint noise; never an official init state). The scripted expert solves it wi
 a few of its states (the start, evenly spaced ones, the end) are restored in a camera environment
 and rendered with instance and geom segmentation and metric depth; the rollout also gives each frame
 the gripper's path ahead. Each rendered frame then feeds every question family
-(`pokevla.pretrain.families`), so one render yields dozens of records.
+(`pokevla.pretrain.families`), so one render yields dozens of records. With `restyle`, a share of the
+train/val scenes is rendered with a random table and wall (`pokevla.sim.perturb.background.restyled`),
+so that appearance does not name the scene.
 
 Output (the layout `pokevla.pretrain.records` describes): DIR/{train,val,heldout}.jsonl, the PNGs
 under DIR/images/<suite>/task<NN>/scene<NNNNN>/, DIR/meta.json, and DIR/journal.jsonl, one line per
@@ -37,6 +39,7 @@ from pokevla.pretrain.families import FAMILIES, frame_records
 from pokevla.pretrain.frames import Frame, Goal, Part, Region, SceneObject, readable_name
 from pokevla.pretrain.records import SPLITS
 from pokevla.scale import LOCAL, Cluster
+from pokevla.sim.perturb.spec import BackgroundSpec
 from pokevla.sim.suites import OFFICIAL_INIT_JOINT_STD
 
 FRAMES_PER_SCENE = 6  # the start, 4 states along the expert's rollout, its last state
@@ -59,6 +62,7 @@ class KnowledgeConfig:
     workers: int = 1
     seed: int = 0
     fast_render: bool = False
+    restyle: float = 0.0  # share of train/val scenes rendered with a random table and wall (held-out scenes never)
     cluster: Cluster = LOCAL
 
     def __post_init__(self) -> None:
@@ -76,11 +80,13 @@ class KnowledgeConfig:
             raise ConfigError(f"--samples must be at least 1, got {self.samples}")
         if not 32 <= self.resolution <= 1024:
             raise ConfigError(f"--resolution {self.resolution} is out of range; use 32-1024 px (224 is usual)")
+        if not 0.0 <= self.restyle <= 1.0:
+            raise ConfigError(f"--restyle {self.restyle} is not a share of scenes; use 0-1 (e.g. 0.5)")
 
     def settings(self) -> dict:
         """What a resumed run must share with the first (--samples may grow, --workers may change)."""
         return {"suites": list(self.suites), "heldout_suites": list(self.heldout_suites),
-                "resolution": self.resolution, "seed": self.seed, "fast_render": self.fast_render,
+                "resolution": self.resolution, "seed": self.seed, "fast_render": self.fast_render, "restyle": self.restyle,
                 "frames_per_scene": FRAMES_PER_SCENE, "val_fraction": VAL_FRACTION,
                 "init_joint_noise": OFFICIAL_INIT_JOINT_STD, "families": list(FAMILIES)}
 
@@ -94,6 +100,7 @@ class SceneJob:
     resolution: int
     fast_render: bool
     base_seed: int
+    restyle: float = 0.0
     absent_labels: tuple[str, ...] = field(default=(), compare=False)  # asset names of the other scenes
 
     @property
@@ -126,6 +133,7 @@ def run_scene(job: SceneJob) -> dict:
     from pokevla.expert.rollout import run_episode
     from pokevla.sim.env import EnvConfig
     from pokevla.sim.parallel import cached_env
+    from pokevla.sim.perturb.background import restyled
 
     t0 = time.perf_counter()
     base = dict(seed=job.base_seed, init_joint_noise=OFFICIAL_INIT_JOINT_STD)
@@ -143,18 +151,33 @@ def run_scene(job: SceneJob) -> dict:
                                   fast_render=job.fast_render, **base))
     camera.set_fixture_poses(physics.fixture_poses())
     rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, job.index])
+    background = scene_background(job)
     records: list[dict] = []
     files: dict[str, bytes] = {}
-    for k, (t, state, future) in enumerate(zip(steps, states, futures)):
-        obs = camera.set_sim_state(state)
-        frame = frame_from_env(camera, obs, job, k, start=t == 0, future=future)
-        files[frame.image] = encode_png(obs["observation.images.primary"])
-        files[frame.wrist_image] = encode_png(obs["observation.images.wrist"])
-        records += frame_records(frame, rng)
-        files.update({path: encode_png(mask) for path, mask in frame.masks.items()})
+    with restyled(camera, background):
+        for k, (t, state, future) in enumerate(zip(steps, states, futures)):
+            obs = camera.set_sim_state(state)
+            frame = frame_from_env(camera, obs, job, k, start=t == 0, future=future)
+            files[frame.image] = encode_png(obs["observation.images.primary"])
+            files[frame.wrist_image] = encode_png(obs["observation.images.wrist"])
+            records += frame_records(frame, rng)
+            files.update({path: encode_png(mask) for path, mask in frame.masks.items()})
     return {"scene": job.scene, "suite": job.suite, "task_id": job.task_id, "index": job.index, "split": job.split,
             "expert_success": solved, "expert_error": expert_error, "records": records, "files": files,
+            "background": None if background is None else background.to_dict(),
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def scene_background(job: SceneJob) -> BackgroundSpec | None:
+    """The random table (and for a "theme", wall) a restyled scene is rendered with, drawn like LIBERO-Plus's
+    background variants at a random level (asset textures, or procedural patterns with stronger tints), or None:
+    the scene's own. A fixed function of the job, so a resumed run draws the same; held-out scenes keep theirs."""
+    from pokevla.sim.perturb.sample import backdrop
+
+    rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, job.index, _stable("background")])
+    if job.split == "heldout" or rng.random() >= job.restyle:
+        return None
+    return backdrop(int(rng.integers(1, 6)), rng)
 
 
 def _stable(text: str) -> int:
@@ -444,7 +467,7 @@ def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabula
             scenes[key] += 1
             last[key] = index
             jobs.append(SceneJob(task.suite, task.task_id, index, split_of(scene_id(*key, index), group == "heldout"),
-                                 config.resolution, config.fast_render, config.seed, vocabulary))
+                                 config.resolution, config.fast_render, config.seed, config.restyle, vocabulary))
     return sorted(jobs, key=lambda j: (j.suite, j.task_id, j.index))
 
 
@@ -457,6 +480,8 @@ def _write_scene(root: Path, result: dict) -> dict:
     entry = {k: result[k] for k in ("scene", "suite", "task_id", "index", "split", "expert_success", "seconds")}
     if result.get("expert_error"):
         entry["expert_error"] = result["expert_error"]
+    if result.get("background"):
+        entry["background"] = result["background"]
     entry["records"] = len(result["records"])
     entry["families"] = dict(Counter(r["family"] for r in result["records"]))
     append_jsonl(root / JOURNAL, entry)
@@ -515,6 +540,8 @@ def _check_same_settings(root: Path, settings: dict) -> None:
             raise DatasetError(f"{root} is not empty and holds no knowledge dataset; choose a new --out directory")
         return
     stored = read_json(meta_path, DatasetError).get("generator")
+    if isinstance(stored, dict):
+        stored.setdefault("restyle", 0.0)  # datasets from before --restyle
     if stored != settings:
         changed = sorted(k for k in settings if not isinstance(stored, dict) or stored.get(k) != settings[k])
         raise DatasetError(f"{root} was generated with other settings ({', '.join(changed) or 'unreadable'} differ); "

@@ -15,6 +15,7 @@ from pokevla.expert.planner import Step
 from pokevla.pretrain.frames import (Frame, Goal, Part, Region, SceneObject, erode, free_space_mask,
                                      readable_name)
 from pokevla.pretrain.records import record_problem
+from pokevla.sim.perturb import BackgroundSpec
 
 RES = 64
 TABLE_DEPTH = 1.0  # the camera hangs 1 m above the table (z = 0), looking straight down
@@ -393,6 +394,20 @@ def test_rounds_spread_scenes_over_tasks_and_stop_at_the_target():
     assert len(jobs) == 20 and len({(j.suite, j.task_id) for j in jobs}) == 20
 
 
+def test_restyled_scenes_are_a_fixed_share_of_training_scenes_and_never_held_out_ones():
+    def job(index, restyle, split="train"):
+        return engine.SceneJob("libero_90", 3, index, split, RES, False, 0, restyle)
+
+    drawn = [engine.scene_background(job(i, 0.3)) for i in range(400)]
+    assert drawn == [engine.scene_background(job(i, 0.3)) for i in range(400)]  # a resumed run draws the same
+    assert 0.22 < sum(b is not None for b in drawn) / 400 < 0.38
+    assert all(isinstance(b, BackgroundSpec) for b in drawn if b is not None)
+    assert len({b.table_texture for b in drawn if b is not None}) > 10
+    assert all(engine.scene_background(job(i, 0.0)) is None for i in range(50))
+    assert all(engine.scene_background(job(i, 1.0, "heldout")) is None for i in range(50))
+    assert all(engine.scene_background(job(i, 1.0, "val")) is not None for i in range(50))
+
+
 def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_input):
     base = ["generate", "knowledge", "--out", tmp_path / "k"]
     bad_input([*base, "--suites", "libero_object", "--samples", "0"], "--samples must be at least 1", [tmp_path / "k"])
@@ -401,12 +416,18 @@ def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_in
     bad_input([*base, "--suites", "libero_object", "--resolution", "8"], "--resolution 8 is out of range")
     bad_input([*base, "--suites", "libero_object", "--workers", "0"], "--workers must be at least 1")
     bad_input([*base, "--suites", ","], "has an empty name")
+    bad_input([*base, "--suites", "libero_object", "--restyle", "1.5"], "--restyle 1.5 is not a share of scenes")
     out = tmp_path / "done"
     out.mkdir()
     settings = engine.KnowledgeConfig(suites=("libero_object",), out=str(out), resolution=128).settings()
     (out / "meta.json").write_text(json.dumps({"generator": settings}))
     bad_input(["generate", "knowledge", "--out", out, "--suites", "libero_object", "--resolution", "64"],
               "other settings (resolution differ)", [out])
+    before_restyle = {k: v for k, v in settings.items() if k != "restyle"}  # a dataset from before --restyle
+    (out / "meta.json").write_text(json.dumps({"generator": before_restyle}))
+    engine._check_same_settings(out, settings)
+    bad_input(["generate", "knowledge", "--out", out, "--suites", "libero_object", "--resolution", "128",
+               "--restyle", "0.5"], "other settings (restyle differ)", [out])
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x.txt").write_text("mine")
     bad_input(["generate", "knowledge", "--out", tmp_path / "busy", "--suites", "libero_object"], "is not empty")
@@ -468,13 +489,35 @@ def test_a_real_scene_is_labelled_on_its_segmentation_and_resumes_without_duplic
 @pytest.mark.sim
 def test_a_scene_the_expert_cannot_solve_is_labelled_where_it_stopped(tmp_path):
     # LIBERO-90 task 35, "open the microwave": the expert has no door skill, so the scene gets one frame
-    job = engine.SceneJob("libero_90", 35, 0, "train", RES, False, 0, ("ketchup",))
+    job = engine.SceneJob("libero_90", 35, 0, "train", RES, False, 0, absent_labels=("ketchup",))
     result = engine.run_scene(job)
     assert not result["expert_success"] and "door" in result["expert_error"]
     assert {r["id"].rsplit("/", 2)[0] for r in result["records"]} == {f"{job.scene}/f0"}
     assert any(r["family"] == "point_object" for r in result["records"])
     entry = engine._write_scene(tmp_path, result)
     assert entry["expert_error"] == result["expert_error"] and entry["records"] == len(result["records"])
+
+
+@pytest.mark.sim
+def test_a_restyled_scene_has_the_labels_and_the_geometry_of_its_own_look(tmp_path, monkeypatch):
+    seen = []  # (camera env, the rendered state, its observation)
+    real_frame = engine.frame_from_env
+
+    def keep(env, obs, *args, **kwargs):
+        seen.append((env, env.get_sim_state(), obs))
+        return real_frame(env, obs, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "frame_from_env", keep)
+    job = engine.SceneJob("libero_90", 35, 0, "train", RES, False, 0, restyle=1.0)
+    result = engine.run_scene(job)
+    assert result["background"] == engine.scene_background(job).to_dict()
+    assert engine._write_scene(tmp_path, result)["background"] == result["background"]
+    env, state, styled = seen[0]
+    own = env.set_sim_state(state)  # after the scene the env shows its own table and wall again
+    for key in ("observation.instances.primary", "observation.depth.primary", "observation.geoms.primary"):
+        np.testing.assert_array_equal(own[key], styled[key])
+    diff = np.abs(own["observation.images.primary"].astype(int) - styled["observation.images.primary"].astype(int))
+    assert diff.mean() > 5
 
 
 @pytest.mark.sim
@@ -490,7 +533,7 @@ def test_a_drawer_scene_gets_traces_steps_and_handles_from_the_simulator(monkeyp
         return frame
 
     monkeypatch.setattr(engine, "frame_from_env", keep)
-    result = engine.run_scene(engine.SceneJob("libero_goal", 3, 0, "train", 128, False, 0, ()))
+    result = engine.run_scene(engine.SceneJob("libero_goal", 3, 0, "train", 128, False, 0))
     assert result["expert_success"]
     by_id = {f.id: f for f, _, _ in seen}
     records = {}

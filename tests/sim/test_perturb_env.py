@@ -106,6 +106,27 @@ def test_light_and_background_change_the_model_not_the_physics(base):
     assert np.abs(obs["observation.images.primary"].astype(int) - base["obs"]["observation.images.primary"]).mean() > 5
 
 
+def test_a_restyled_block_shows_the_background_and_then_the_scene_own_again(base):
+    from pokevla.sim.perturb.background import restyled
+
+    bg = BackgroundSpec(2, "theme", table_texture="asset:dark_blue_wall", table_rgb=(0.9, 0.9, 0.9),
+                        wall_texture="procedural:stripes", texture_seed=3)
+    with make_env() as env:
+        env.reset(0)
+        m = env.sim.model
+        before = env.set_sim_state(base["state"])["observation.images.primary"]
+        with restyled(env, bg):
+            assert (m._model.tex_data != base["tex_data"]).sum() > 100_000
+            inside = env.set_sim_state(base["state"])["observation.images.primary"]
+        np.testing.assert_array_equal(m._model.tex_data, base["tex_data"])
+        np.testing.assert_array_equal(m.mat_rgba, base["mat_rgba"])
+        after = env.set_sim_state(base["state"])["observation.images.primary"]
+        with restyled(env, None):
+            np.testing.assert_array_equal(m._model.tex_data, base["tex_data"])
+    assert np.abs(inside.astype(int) - before.astype(int)).mean() > 5
+    np.testing.assert_array_equal(after, before)
+
+
 def test_language_variant_changes_only_the_instruction(base):
     spec = LanguageSpec(1, "paraphrase", instruction="Kindly move the dark bowl onto the dish.")
     with make_env(spec) as env:

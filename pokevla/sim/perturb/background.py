@@ -7,6 +7,8 @@ Sources: the texture PNGs of the installed LIBERO assets, or procedural patterns
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -86,31 +88,55 @@ class BackgroundPerturber(Perturber):
 
         model = env.sim.model
         self.spec = spec
-        self.swaps = [(TABLE_GEOMS, spec.table_texture, spec.table_rgb)]
+        swaps = [(TABLE_GEOMS, spec.table_texture, spec.table_rgb)]
         if spec.kind == "theme":
-            self.swaps.append(((WALL_GEOM,), spec.wall_texture, spec.wall_rgb))
-        self.pixels = []
-        for geoms, texture, _ in self.swaps:
-            tex = int(model.mat_texid[_material(model, geoms)][mujoco.mjtTextureRole.mjTEXROLE_RGB])
+            swaps.append(((WALL_GEOM,), spec.wall_texture, spec.wall_rgb))
+        self.slots = []  # (material id, texture id, rgb, pixels) per swapped surface
+        for geoms, texture, rgb in swaps:
+            mat = _material(model, geoms)
+            tex = int(model.mat_texid[mat][mujoco.mjtTextureRole.mjTEXROLE_RGB])
             if tex < 0:
                 raise SimulatorError(f"the material of {geoms[0]} has no RGB texture to replace")
             w, h, c = (int(model.tex_width[tex]), int(model.tex_height[tex]), int(model.tex_nchannel[tex]))
             if c != 3:
                 raise SimulatorError(f"texture {tex} has {c} channels; only RGB textures are replaced")
-            self.pixels.append(texture_pixels(texture, w, h, spec.texture_seed).reshape(-1))
+            self.slots.append((mat, tex, rgb, texture_pixels(texture, w, h, spec.texture_seed).reshape(-1)))
 
     def after_reset(self, env) -> None:
-        import mujoco
+        for mat, tex, rgb, pixels in self.slots:
+            _paint(env, mat, tex, rgb, pixels)
 
-        model = env.sim.model
-        raw_model = model._model
-        for (geoms, _, rgb), pixels in zip(self.swaps, self.pixels):
-            mat = _material(model, geoms)
-            tex = int(model.mat_texid[mat][mujoco.mjtTextureRole.mjTEXROLE_RGB])
-            start = int(model.tex_adr[tex])
-            raw_model.tex_data[start : start + pixels.size] = pixels
-            model.mat_rgba[mat, :3] = rgb
-            context = env.sim._render_context_offscreen
-            if context is not None:  # physics-only envs have no GL context and no images
-                context.gl_ctx.make_current()
-                mujoco.mjr_uploadTexture(raw_model, context.con, tex)
+
+def _paint(env, mat: int, tex: int, rgb, pixels: np.ndarray) -> None:
+    """Writes a material's colour and its texture's pixels, and uploads them to the env's GL context."""
+    import mujoco
+
+    model = env.sim.model
+    raw_model = model._model
+    start = int(model.tex_adr[tex])
+    raw_model.tex_data[start : start + pixels.size] = pixels
+    model.mat_rgba[mat, :3] = rgb
+    context = env.sim._render_context_offscreen
+    if context is not None:  # physics-only envs have no GL context and no images
+        context.gl_ctx.make_current()
+        mujoco.mjr_uploadTexture(raw_model, context.con, tex)
+
+
+@contextmanager
+def restyled(env, spec: BackgroundSpec | None) -> Iterator[None]:
+    """Inside the block the env shows `spec`'s background (None: its own); after it, what it showed before.
+    For renders of restored states without a reset, e.g. knowledge frames in many scene styles."""
+    if spec is None:
+        yield
+        return
+    perturber = BackgroundPerturber(spec, env)
+    model = env.sim.model
+    before = [(mat, tex, model.mat_rgba[mat, :3].copy(),
+               model._model.tex_data[int(model.tex_adr[tex]) : int(model.tex_adr[tex]) + pixels.size].copy())
+              for mat, tex, _, pixels in perturber.slots]
+    perturber.after_reset(env)
+    try:
+        yield
+    finally:
+        for slot in reversed(before):  # reversed: two surfaces sharing a texture get the first one's pixels back
+            _paint(env, *slot)
