@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     knowledge.add_argument("--restyle", type=float, default=0.0,
                            help="share of train/val scenes rendered with a random table and wall texture, so that the "
                                 "VLM does not learn a suite's look (0-1, default 0; held-out scenes keep theirs)")
+    knowledge.add_argument("--move-camera", type=float, default=0.0,
+                           help="share of train/val scenes seen from a moved third-person camera (orbit, distance, "
+                                "view direction), so that pointing does not learn where objects usually are in the "
+                                "image (0-1, default 0; held-out scenes keep the suite's camera)")
     knowledge.add_argument("--seed", type=int, default=0)
     add_cluster_args(knowledge)
     knowledge.set_defaults(func=_generate_knowledge)
@@ -108,7 +112,8 @@ def _generate_knowledge(args: argparse.Namespace) -> int:
     cluster, workers = cluster_from_args(args)
     config = KnowledgeConfig(suites=names("--suites", args.suites), heldout_suites=names("--heldout-suites", args.heldout_suites),
                              out=args.out, samples=args.samples, resolution=args.resolution, workers=workers,
-                             seed=args.seed, fast_render=args.fast_render, restyle=args.restyle, cluster=cluster)
+                             seed=args.seed, fast_render=args.fast_render, restyle=args.restyle,
+                             move_camera=args.move_camera, cluster=cluster)
     check_writable_dir(args.out)
     summary = generate_knowledge(config)
     splits = ", ".join(f"{split} {sum(c.values())}" for split, c in summary["splits"].items())

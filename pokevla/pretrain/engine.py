@@ -7,7 +7,8 @@ and rendered with instance and geom segmentation and metric depth; the rollout a
 the gripper's path ahead. Each rendered frame then feeds every question family
 (`pokevla.pretrain.families`), so one render yields dozens of records. With `restyle`, a share of the
 train/val scenes is rendered with a random table and wall (`pokevla.sim.perturb.background.restyled`),
-so that appearance does not name the scene.
+so that appearance does not name the scene; with `move_camera`, a share is seen from a moved third-person
+camera (`pokevla.sim.perturb.camera.moved`), so that an object's usual place in the image does not name it.
 
 Output (the layout `pokevla.pretrain.records` describes): DIR/{train,val,heldout}.jsonl, the PNGs
 under DIR/images/<suite>/task<NN>/scene<NNNNN>/, DIR/meta.json, and DIR/journal.jsonl, one line per
@@ -39,7 +40,7 @@ from pokevla.pretrain.families import FAMILIES, frame_records
 from pokevla.pretrain.frames import Frame, Goal, Part, Region, SceneObject, readable_name
 from pokevla.pretrain.records import SPLITS
 from pokevla.scale import LOCAL, Cluster
-from pokevla.sim.perturb.spec import BackgroundSpec
+from pokevla.sim.perturb.spec import BackgroundSpec, CameraSpec
 from pokevla.sim.suites import OFFICIAL_INIT_JOINT_STD
 
 FRAMES_PER_SCENE = 6  # the start, 4 states along the expert's rollout, its last state
@@ -63,6 +64,7 @@ class KnowledgeConfig:
     seed: int = 0
     fast_render: bool = False
     restyle: float = 0.0  # share of train/val scenes rendered with a random table and wall (held-out scenes never)
+    move_camera: float = 0.0  # share of train/val scenes seen from a moved third-person camera (held-out never)
     cluster: Cluster = LOCAL
 
     def __post_init__(self) -> None:
@@ -80,13 +82,15 @@ class KnowledgeConfig:
             raise ConfigError(f"--samples must be at least 1, got {self.samples}")
         if not 32 <= self.resolution <= 1024:
             raise ConfigError(f"--resolution {self.resolution} is out of range; use 32-1024 px (224 is usual)")
-        if not 0.0 <= self.restyle <= 1.0:
-            raise ConfigError(f"--restyle {self.restyle} is not a share of scenes; use 0-1 (e.g. 0.5)")
+        for flag, share in (("--restyle", self.restyle), ("--move-camera", self.move_camera)):
+            if not 0.0 <= share <= 1.0:
+                raise ConfigError(f"{flag} {share} is not a share of scenes; use 0-1 (e.g. 0.5)")
 
     def settings(self) -> dict:
         """What a resumed run must share with the first (--samples may grow, --workers may change)."""
         return {"suites": list(self.suites), "heldout_suites": list(self.heldout_suites),
                 "resolution": self.resolution, "seed": self.seed, "fast_render": self.fast_render, "restyle": self.restyle,
+                "move_camera": self.move_camera,
                 "frames_per_scene": FRAMES_PER_SCENE, "val_fraction": VAL_FRACTION,
                 "init_joint_noise": OFFICIAL_INIT_JOINT_STD, "families": list(FAMILIES)}
 
@@ -101,6 +105,7 @@ class SceneJob:
     fast_render: bool
     base_seed: int
     restyle: float = 0.0
+    move_camera: float = 0.0
     absent_labels: tuple[str, ...] = field(default=(), compare=False)  # asset names of the other scenes
 
     @property
@@ -134,6 +139,7 @@ def run_scene(job: SceneJob) -> dict:
     from pokevla.sim.env import EnvConfig
     from pokevla.sim.parallel import cached_env
     from pokevla.sim.perturb.background import restyled
+    from pokevla.sim.perturb.camera import moved
 
     t0 = time.perf_counter()
     base = dict(seed=job.base_seed, init_joint_noise=OFFICIAL_INIT_JOINT_STD)
@@ -151,10 +157,10 @@ def run_scene(job: SceneJob) -> dict:
                                   fast_render=job.fast_render, **base))
     camera.set_fixture_poses(physics.fixture_poses())
     rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, job.index])
-    background = scene_background(job)
+    background, view = scene_background(job), scene_camera(job)
     records: list[dict] = []
     files: dict[str, bytes] = {}
-    with restyled(camera, background):
+    with restyled(camera, background), moved(camera, view):
         for k, (t, state, future) in enumerate(zip(steps, states, futures)):
             obs = camera.set_sim_state(state)
             frame = frame_from_env(camera, obs, job, k, start=t == 0, future=future)
@@ -165,19 +171,34 @@ def run_scene(job: SceneJob) -> dict:
     return {"scene": job.scene, "suite": job.suite, "task_id": job.task_id, "index": job.index, "split": job.split,
             "expert_success": solved, "expert_error": expert_error, "records": records, "files": files,
             "background": None if background is None else background.to_dict(),
+            "camera": None if view is None else view.to_dict(),
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _look_rng(job: SceneJob, share: float, what: str) -> np.random.Generator | None:
+    """A generator for the job's `what` change, or None when the scene keeps its own: a fixed function of the
+    job (a resumed run draws the same), `share` of train/val scenes, never a held-out one."""
+    rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, job.index, _stable(what)])
+    return None if job.split == "heldout" or rng.random() >= share else rng
 
 
 def scene_background(job: SceneJob) -> BackgroundSpec | None:
     """The random table (and for a "theme", wall) a restyled scene is rendered with, drawn like LIBERO-Plus's
-    background variants at a random level (asset textures, or procedural patterns with stronger tints), or None:
-    the scene's own. A fixed function of the job, so a resumed run draws the same; held-out scenes keep theirs."""
+    background variants at a random level (asset textures, or procedural patterns with stronger tints)."""
     from pokevla.sim.perturb.sample import backdrop
 
-    rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, job.index, _stable("background")])
-    if job.split == "heldout" or rng.random() >= job.restyle:
-        return None
-    return backdrop(int(rng.integers(1, 6)), rng)
+    rng = _look_rng(job, job.restyle, "background")
+    return None if rng is None else backdrop(int(rng.integers(1, 6)), rng)
+
+
+def scene_camera(job: SceneJob) -> CameraSpec | None:
+    """The moved third-person camera a scene is seen from, drawn like LIBERO-Plus's camera variants at levels
+    1-3 (orbits up to 45 degrees, up to 1.66x the distance): objects then sit elsewhere in the image, so that
+    pointing cannot lean on where an object usually is in a suite's fixed view."""
+    from pokevla.sim.perturb.sample import camera
+
+    rng = _look_rng(job, job.move_camera, "camera")
+    return None if rng is None else camera(int(rng.integers(1, 4)), rng)
 
 
 def _stable(text: str) -> int:
@@ -467,7 +488,7 @@ def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabula
             scenes[key] += 1
             last[key] = index
             jobs.append(SceneJob(task.suite, task.task_id, index, split_of(scene_id(*key, index), group == "heldout"),
-                                 config.resolution, config.fast_render, config.seed, config.restyle, vocabulary))
+                                 config.resolution, config.fast_render, config.seed, config.restyle, config.move_camera, vocabulary))
     return sorted(jobs, key=lambda j: (j.suite, j.task_id, j.index))
 
 
@@ -480,8 +501,9 @@ def _write_scene(root: Path, result: dict) -> dict:
     entry = {k: result[k] for k in ("scene", "suite", "task_id", "index", "split", "expert_success", "seconds")}
     if result.get("expert_error"):
         entry["expert_error"] = result["expert_error"]
-    if result.get("background"):
-        entry["background"] = result["background"]
+    for look in ("background", "camera"):
+        if result.get(look):
+            entry[look] = result[look]
     entry["records"] = len(result["records"])
     entry["families"] = dict(Counter(r["family"] for r in result["records"]))
     append_jsonl(root / JOURNAL, entry)
@@ -541,7 +563,7 @@ def _check_same_settings(root: Path, settings: dict) -> None:
         return
     stored = read_json(meta_path, DatasetError).get("generator")
     if isinstance(stored, dict):
-        stored.setdefault("restyle", 0.0)  # datasets from before --restyle
+        stored = {"restyle": 0.0, "move_camera": 0.0, **stored}  # datasets from before these flags
     if stored != settings:
         changed = sorted(k for k in settings if not isinstance(stored, dict) or stored.get(k) != settings[k])
         raise DatasetError(f"{root} was generated with other settings ({', '.join(changed) or 'unreadable'} differ); "

@@ -15,7 +15,7 @@ from pokevla.expert.planner import Step
 from pokevla.pretrain.frames import (Frame, Goal, Part, Region, SceneObject, erode, free_space_mask,
                                      readable_name)
 from pokevla.pretrain.records import record_problem
-from pokevla.sim.perturb import BackgroundSpec
+from pokevla.sim.perturb import BackgroundSpec, CameraSpec
 
 RES = 64
 TABLE_DEPTH = 1.0  # the camera hangs 1 m above the table (z = 0), looking straight down
@@ -396,7 +396,7 @@ def test_rounds_spread_scenes_over_tasks_and_stop_at_the_target():
 
 def test_restyled_scenes_are_a_fixed_share_of_training_scenes_and_never_held_out_ones():
     def job(index, restyle, split="train"):
-        return engine.SceneJob("libero_90", 3, index, split, RES, False, 0, restyle)
+        return engine.SceneJob("libero_90", 3, index, split, RES, False, 0, restyle, restyle)
 
     drawn = [engine.scene_background(job(i, 0.3)) for i in range(400)]
     assert drawn == [engine.scene_background(job(i, 0.3)) for i in range(400)]  # a resumed run draws the same
@@ -406,6 +406,12 @@ def test_restyled_scenes_are_a_fixed_share_of_training_scenes_and_never_held_out
     assert all(engine.scene_background(job(i, 0.0)) is None for i in range(50))
     assert all(engine.scene_background(job(i, 1.0, "heldout")) is None for i in range(50))
     assert all(engine.scene_background(job(i, 1.0, "val")) is not None for i in range(50))
+    views = [engine.scene_camera(job(i, 0.3)) for i in range(400)]
+    assert views == [engine.scene_camera(job(i, 0.3)) for i in range(400)]
+    assert 0.22 < sum(v is not None for v in views) / 400 < 0.38
+    assert [v is None for v in views] != [b is None for b in drawn]  # drawn independently of the background
+    assert all(isinstance(v, CameraSpec) and v.level <= 3 for v in views if v is not None)
+    assert all(engine.scene_camera(job(i, 1.0, "heldout")) is None for i in range(50))
 
 
 def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_input):
@@ -417,13 +423,14 @@ def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_in
     bad_input([*base, "--suites", "libero_object", "--workers", "0"], "--workers must be at least 1")
     bad_input([*base, "--suites", ","], "has an empty name")
     bad_input([*base, "--suites", "libero_object", "--restyle", "1.5"], "--restyle 1.5 is not a share of scenes")
+    bad_input([*base, "--suites", "libero_object", "--move-camera", "-1"], "--move-camera -1.0 is not a share")
     out = tmp_path / "done"
     out.mkdir()
     settings = engine.KnowledgeConfig(suites=("libero_object",), out=str(out), resolution=128).settings()
     (out / "meta.json").write_text(json.dumps({"generator": settings}))
     bad_input(["generate", "knowledge", "--out", out, "--suites", "libero_object", "--resolution", "64"],
               "other settings (resolution differ)", [out])
-    before_restyle = {k: v for k, v in settings.items() if k != "restyle"}  # a dataset from before --restyle
+    before_restyle = {k: v for k, v in settings.items() if k not in ("restyle", "move_camera")}  # an older dataset
     (out / "meta.json").write_text(json.dumps({"generator": before_restyle}))
     engine._check_same_settings(out, settings)
     bad_input(["generate", "knowledge", "--out", out, "--suites", "libero_object", "--resolution", "128",
@@ -518,6 +525,32 @@ def test_a_restyled_scene_has_the_labels_and_the_geometry_of_its_own_look(tmp_pa
         np.testing.assert_array_equal(own[key], styled[key])
     diff = np.abs(own["observation.images.primary"].astype(int) - styled["observation.images.primary"].astype(int))
     assert diff.mean() > 5
+
+
+@pytest.mark.sim
+def test_a_scene_from_a_moved_camera_is_labelled_in_that_view(tmp_path, monkeypatch):
+    seen = []  # (camera env, the rendered state, its frame)
+    real_frame = engine.frame_from_env
+
+    def keep(env, obs, *args, **kwargs):
+        seen.append((env, env.get_sim_state(), real_frame(env, obs, *args, **kwargs), obs))
+        return seen[-1][2]
+
+    monkeypatch.setattr(engine, "frame_from_env", keep)
+    job = engine.SceneJob("libero_90", 35, 0, "train", 64, False, 0, move_camera=1.0)
+    result = engine.run_scene(job)
+    assert result["camera"] == engine.scene_camera(job).to_dict() and result["background"] is None
+    assert engine._write_scene(tmp_path, result)["camera"] == result["camera"]
+    env, state, frame, moved_obs = seen[0]
+    visible = [o for o in frame.objects if frame.visible(o)]
+    assert visible
+    for obj in visible:  # the labels use the moved camera: each 3D centre projects onto its own mask
+        rows, cols = np.nonzero(frame.mask(obj))
+        uv = frame.project(obj.center)[0]
+        assert np.hypot(cols + 0.5 - uv[0], rows + 0.5 - uv[1]).min() < 2.0, obj.name
+    own = env.set_sim_state(state)  # after the scene the camera is back where the suite has it
+    assert (own["observation.instances.primary"] != moved_obs["observation.instances.primary"]).mean() > 0.05
+    np.testing.assert_array_equal(own["observation.images.wrist"], moved_obs["observation.images.wrist"])
 
 
 @pytest.mark.sim

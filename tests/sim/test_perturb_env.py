@@ -127,6 +127,20 @@ def test_a_restyled_block_shows_the_background_and_then_the_scene_own_again(base
     np.testing.assert_array_equal(after, before)
 
 
+def test_a_moved_block_moves_the_camera_and_then_back(base):
+    spec = CameraSpec(2, "orbit", azimuth_deg=25, elevation_deg=15)
+    with make_env() as env:
+        env.reset(0)
+        m = env.sim.model
+        cid = m.camera_name2id("agentview")
+        with camera.moved(env, spec):
+            pos, quat = camera.camera_pose(spec, base["cam_pos"][cid], base["cam_quat"][cid])
+            np.testing.assert_allclose(m.cam_pos[cid], pos)
+            np.testing.assert_allclose(m.cam_quat[cid], quat)
+        np.testing.assert_array_equal(m.cam_pos, base["cam_pos"])
+        np.testing.assert_array_equal(m.cam_quat, base["cam_quat"])
+
+
 def test_language_variant_changes_only_the_instruction(base):
     spec = LanguageSpec(1, "paraphrase", instruction="Kindly move the dark bowl onto the dish.")
     with make_env(spec) as env:

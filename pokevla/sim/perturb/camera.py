@@ -8,6 +8,9 @@ Quaternions are MuJoCo's (w, x, y, z).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from pokevla.sim.perturb.base import Perturber
@@ -65,3 +68,20 @@ class CameraPerturber(Perturber):
         cid = model.camera_name2id(CAMERA)
         model.cam_pos[cid] = self.pos
         model.cam_quat[cid] = self.quat
+
+
+@contextmanager
+def moved(env, spec: CameraSpec | None) -> Iterator[None]:
+    """Inside the block the third-person camera is where `spec` puts it (None: where it is); after it, back.
+    For renders of restored states without a reset, e.g. knowledge frames from many viewpoints."""
+    if spec is None:
+        yield
+        return
+    model = env.sim.model
+    cid = model.camera_name2id(CAMERA)
+    before = model.cam_pos[cid].copy(), model.cam_quat[cid].copy()
+    CameraPerturber(spec, env).after_reset(env)
+    try:
+        yield
+    finally:
+        model.cam_pos[cid], model.cam_quat[cid] = before
