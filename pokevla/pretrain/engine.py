@@ -89,8 +89,8 @@ class KnowledgeConfig:
     def settings(self) -> dict:
         """What a resumed run must share with the first (--samples may grow, --workers may change)."""
         return {"suites": list(self.suites), "heldout_suites": list(self.heldout_suites),
-                "resolution": self.resolution, "seed": self.seed, "fast_render": self.fast_render, "restyle": self.restyle,
-                "move_camera": self.move_camera,
+                "resolution": self.resolution, "seed": self.seed, "fast_render": self.fast_render,
+                "restyle": self.restyle, "move_camera": self.move_camera,
                 "frames_per_scene": FRAMES_PER_SCENE, "val_fraction": VAL_FRACTION,
                 "init_joint_noise": OFFICIAL_INIT_JOINT_STD, "families": list(FAMILIES)}
 
@@ -488,7 +488,8 @@ def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabula
             scenes[key] += 1
             last[key] = index
             jobs.append(SceneJob(task.suite, task.task_id, index, split_of(scene_id(*key, index), group == "heldout"),
-                                 config.resolution, config.fast_render, config.seed, config.restyle, config.move_camera, vocabulary))
+                                 config.resolution, config.fast_render, config.seed, config.restyle,
+                                 config.move_camera, vocabulary))
     return sorted(jobs, key=lambda j: (j.suite, j.task_id, j.index))
 
 
