@@ -131,9 +131,11 @@ def restyled(env, spec: BackgroundSpec | None) -> Iterator[None]:
         return
     perturber = BackgroundPerturber(spec, env)
     model = env.sim.model
-    before = [(mat, tex, model.mat_rgba[mat, :3].copy(),
-               model._model.tex_data[int(model.tex_adr[tex]) : int(model.tex_adr[tex]) + pixels.size].copy())
-              for mat, tex, _, pixels in perturber.slots]
+    before = []  # the same slots with what they show now
+    for mat, tex, _, pixels in perturber.slots:
+        start = int(model.tex_adr[tex])
+        shown = model._model.tex_data[start : start + pixels.size].copy()
+        before.append((mat, tex, model.mat_rgba[mat, :3].copy(), shown))
     perturber.after_reset(env)
     try:
         yield
