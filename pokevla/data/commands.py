@@ -46,6 +46,10 @@ def register(subparsers) -> None:
                            help="share of train/val scenes seen from a moved third-person camera (orbit, distance, "
                                 "view direction), so that pointing does not learn where objects usually are in the "
                                 "image (0-1, default 0; held-out scenes keep the suite's camera)")
+    knowledge.add_argument("--scatter", type=float, default=0.0,
+                           help="share of train/val scenes whose objects and fixtures stand anywhere on the table, with "
+                                "1-3 distractors added, so that an object's place and neighbours do not name it "
+                                "(0-1, default 0; held-out scenes keep their layout)")
     knowledge.add_argument("--seed", type=int, default=0)
     add_cluster_args(knowledge)
     knowledge.set_defaults(func=_generate_knowledge)
@@ -113,7 +117,7 @@ def _generate_knowledge(args: argparse.Namespace) -> int:
     config = KnowledgeConfig(suites=names("--suites", args.suites), heldout_suites=names("--heldout-suites", args.heldout_suites),
                              out=args.out, samples=args.samples, resolution=args.resolution, workers=workers,
                              seed=args.seed, fast_render=args.fast_render, restyle=args.restyle,
-                             move_camera=args.move_camera, cluster=cluster)
+                             move_camera=args.move_camera, scatter=args.scatter, cluster=cluster)
     check_writable_dir(args.out)
     summary = generate_knowledge(config)
     splits = ", ".join(f"{split} {sum(c.values())}" for split, c in summary["splits"].items())

@@ -8,7 +8,10 @@ the gripper's path ahead. Each rendered frame then feeds every question family
 (`pokevla.pretrain.families`), so one render yields dozens of records. With `restyle`, a share of the
 train/val scenes is rendered with a random table and wall (`pokevla.sim.perturb.background.restyled`),
 so that appearance does not name the scene; with `move_camera`, a share is seen from a moved third-person
-camera (`pokevla.sim.perturb.camera.moved`), so that an object's usual place in the image does not name it.
+camera (`pokevla.sim.perturb.camera.moved`), so that an object's usual place in the image does not name it;
+with `scatter`, a share is built from the task's BDDL with every table region widened to the whole table and
+a few distractors added (`pokevla.sim.perturb.layout.scattered`), so that neither where an object stands nor
+which objects stand near it names it.
 
 Output (the layout `pokevla.pretrain.records` describes): DIR/{train,val,heldout}.jsonl, the PNGs
 under DIR/images/<suite>/task<NN>/scene<NNNNN>/, DIR/meta.json, and DIR/journal.jsonl, one line per
@@ -40,7 +43,7 @@ from pokevla.pretrain.families import FAMILIES, frame_records
 from pokevla.pretrain.frames import Frame, Goal, Part, Region, SceneObject, readable_name
 from pokevla.pretrain.records import SPLITS
 from pokevla.scale import LOCAL, Cluster
-from pokevla.sim.perturb.spec import BackgroundSpec, CameraSpec
+from pokevla.sim.perturb.spec import BackgroundSpec, CameraSpec, LayoutSpec
 from pokevla.sim.suites import OFFICIAL_INIT_JOINT_STD
 
 FRAMES_PER_SCENE = 6  # the start, 4 states along the expert's rollout, its last state
@@ -48,6 +51,7 @@ TRACE_STRIDE = 8  # steps between the points of a gripper trace: 0.4 s at LIBERO
 TRACE_POINTS = 6  # now and 5 later positions, 2 s ahead (few: the tiny preset's context is 384 byte tokens)
 VAL_FRACTION = 0.05
 HELDOUT_SHARE = 0.1  # of --samples, generated from the held-out suites (when there are any)
+SCATTER_BLOCK = 8  # consecutive scenes of a task that share a scattered layout: building its envs takes ~5 s
 FIRST_GUESS_PER_SCENE = 100  # records per scene assumed before the first scene of a group is done
 JOURNAL = "journal.jsonl"
 META = "meta.json"
@@ -65,6 +69,7 @@ class KnowledgeConfig:
     fast_render: bool = False
     restyle: float = 0.0  # share of train/val scenes rendered with a random table and wall (held-out scenes never)
     move_camera: float = 0.0  # share of train/val scenes seen from a moved third-person camera (held-out never)
+    scatter: float = 0.0  # share of train/val scenes with objects and fixtures anywhere on the table (held-out never)
     cluster: Cluster = LOCAL
 
     def __post_init__(self) -> None:
@@ -82,7 +87,7 @@ class KnowledgeConfig:
             raise ConfigError(f"--samples must be at least 1, got {self.samples}")
         if not 32 <= self.resolution <= 1024:
             raise ConfigError(f"--resolution {self.resolution} is out of range; use 32-1024 px (224 is usual)")
-        for flag, share in (("--restyle", self.restyle), ("--move-camera", self.move_camera)):
+        for flag, share in (("--restyle", self.restyle), ("--move-camera", self.move_camera), ("--scatter", self.scatter)):
             if not 0.0 <= share <= 1.0:
                 raise ConfigError(f"{flag} {share} is not a share of scenes; use 0-1 (e.g. 0.5)")
 
@@ -90,7 +95,7 @@ class KnowledgeConfig:
         """What a resumed run must share with the first (--samples may grow, --workers may change)."""
         return {"suites": list(self.suites), "heldout_suites": list(self.heldout_suites),
                 "resolution": self.resolution, "seed": self.seed, "fast_render": self.fast_render,
-                "restyle": self.restyle, "move_camera": self.move_camera,
+                "restyle": self.restyle, "move_camera": self.move_camera, "scatter": self.scatter,
                 "frames_per_scene": FRAMES_PER_SCENE, "val_fraction": VAL_FRACTION,
                 "init_joint_noise": OFFICIAL_INIT_JOINT_STD, "families": list(FAMILIES)}
 
@@ -106,6 +111,7 @@ class SceneJob:
     base_seed: int
     restyle: float = 0.0
     move_camera: float = 0.0
+    scatter: float = 0.0
     absent_labels: tuple[str, ...] = field(default=(), compare=False)  # asset names of the other scenes
 
     @property
@@ -142,7 +148,8 @@ def run_scene(job: SceneJob) -> dict:
     from pokevla.sim.perturb.camera import moved
 
     t0 = time.perf_counter()
-    base = dict(seed=job.base_seed, init_joint_noise=OFFICIAL_INIT_JOINT_STD)
+    layout = scene_layout(job)
+    base = dict(seed=job.base_seed, init_joint_noise=OFFICIAL_INIT_JOINT_STD, perturbation=layout)
     physics = cached_env(EnvConfig(job.suite, job.task_id, render=False, **base))
     try:
         rollout = run_episode(physics, seed=job.index)
@@ -172,13 +179,16 @@ def run_scene(job: SceneJob) -> dict:
             "expert_success": solved, "expert_error": expert_error, "records": records, "files": files,
             "background": None if background is None else background.to_dict(),
             "camera": None if view is None else view.to_dict(),
+            "layout": None if layout is None else {"distractors": _distractors(layout.bddl_text)},
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def _look_rng(job: SceneJob, share: float, what: str) -> np.random.Generator | None:
+def _look_rng(job: SceneJob, share: float, what: str, index: int | None = None) -> np.random.Generator | None:
     """A generator for the job's `what` change, or None when the scene keeps its own: a fixed function of the
-    job (a resumed run draws the same), `share` of train/val scenes, never a held-out one."""
-    rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, job.index, _stable(what)])
+    job and `index` (default: the scene's; a resumed run draws the same), `share` of train/val scenes, never a
+    held-out one."""
+    index = job.index if index is None else index
+    rng = np.random.default_rng([job.base_seed, _stable(job.suite), job.task_id, index, _stable(what)])
     return None if job.split == "heldout" or rng.random() >= share else rng
 
 
@@ -199,6 +209,27 @@ def scene_camera(job: SceneJob) -> CameraSpec | None:
 
     rng = _look_rng(job, job.move_camera, "camera")
     return None if rng is None else camera(int(rng.integers(1, 4)), rng)
+
+
+def scene_layout(job: SceneJob) -> LayoutSpec | None:
+    """The scattered layout a scene is built from: the task's BDDL with its table regions widened to the whole
+    table (each reset then places everything anywhere, clear of each other) and 1-3 distractors of categories
+    the scene lacks. Drawn per block of SCATTER_BLOCK scenes, which share their envs; placements differ by scene."""
+    from pokevla.sim import suites
+    from pokevla.sim.perturb import layout
+
+    rng = _look_rng(job, job.scatter, "layout", index=job.index // SCATTER_BLOCK)
+    if rng is None:
+        return None
+    text = Path(suites.get_task(job.suite, job.task_id).bddl_path).read_text()
+    count = int(rng.integers(1, 4))
+    return LayoutSpec(count, "scatter", bddl_text=layout.scattered(text, layout.plan_categories(text, count, rng)))
+
+
+def _distractors(bddl_text: str) -> list[str]:
+    from pokevla.sim.perturb import layout
+
+    return [category for name, category in layout.objects_in(bddl_text) if layout.is_distractor(name)]
 
 
 def _stable(text: str) -> int:
@@ -489,7 +520,7 @@ def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabula
             last[key] = index
             jobs.append(SceneJob(task.suite, task.task_id, index, split_of(scene_id(*key, index), group == "heldout"),
                                  config.resolution, config.fast_render, config.seed, config.restyle,
-                                 config.move_camera, vocabulary))
+                                 config.move_camera, config.scatter, vocabulary))
     return sorted(jobs, key=lambda j: (j.suite, j.task_id, j.index))
 
 
@@ -502,7 +533,7 @@ def _write_scene(root: Path, result: dict) -> dict:
     entry = {k: result[k] for k in ("scene", "suite", "task_id", "index", "split", "expert_success", "seconds")}
     if result.get("expert_error"):
         entry["expert_error"] = result["expert_error"]
-    for look in ("background", "camera"):
+    for look in ("background", "camera", "layout"):
         if result.get(look):
             entry[look] = result[look]
     entry["records"] = len(result["records"])
@@ -564,7 +595,7 @@ def _check_same_settings(root: Path, settings: dict) -> None:
         return
     stored = read_json(meta_path, DatasetError).get("generator")
     if isinstance(stored, dict):
-        stored = {"restyle": 0.0, "move_camera": 0.0, **stored}  # datasets from before these flags
+        stored = {"restyle": 0.0, "move_camera": 0.0, "scatter": 0.0, **stored}  # datasets from before these flags
     if stored != settings:
         changed = sorted(k for k in settings if not isinstance(stored, dict) or stored.get(k) != settings[k])
         raise DatasetError(f"{root} was generated with other settings ({', '.join(changed) or 'unreadable'} differ); "

@@ -124,6 +124,9 @@ class LiberoEnv:
         return len(self._init_states)
 
     def init_state(self, trial: int) -> np.ndarray:
+        if not len(self._init_states):
+            raise SimulatorError(f"{self.config.suite} task {self.config.task_id} under this layout has no init states; "
+                                 "start its episodes from a seed (reset(seed=s))")
         if not 0 <= trial < len(self._init_states):
             raise SimulatorError(f"{self.config.suite} task {self.config.task_id} has init states 0-{len(self._init_states) - 1}, not {trial}")
         return self._init_states[trial]

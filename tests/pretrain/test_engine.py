@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pokevla.common.errors import DatasetError
+from pokevla.common.errors import DatasetError, SimulatorError
 from pokevla.pretrain import engine, families
 from pokevla.expert.planner import Step
 from pokevla.pretrain.frames import (Frame, Goal, Part, Region, SceneObject, erode, free_space_mask,
@@ -414,6 +414,23 @@ def test_restyled_scenes_are_a_fixed_share_of_training_scenes_and_never_held_out
     assert all(engine.scene_camera(job(i, 1.0, "heldout")) is None for i in range(50))
 
 
+def test_scattered_layouts_are_drawn_per_block_of_scenes_and_never_for_held_out_ones():
+    def job(index, scatter, split="train"):
+        return engine.SceneJob("libero_90", 3, index, split, RES, False, 0, scatter=scatter)
+
+    layouts = [engine.scene_layout(job(i, 0.5)) for i in range(0, 800, engine.SCATTER_BLOCK)]
+    assert layouts == [engine.scene_layout(job(i, 0.5)) for i in range(0, 800, engine.SCATTER_BLOCK)]
+    assert 0.38 < sum(spec is not None for spec in layouts) / len(layouts) < 0.62
+    for i in range(engine.SCATTER_BLOCK):  # a block shares its layout (and its envs)
+        assert engine.scene_layout(job(i, 1.0)) == engine.scene_layout(job(0, 1.0))
+    drawn = [spec for spec in layouts if spec is not None]
+    assert all(spec.kind == "scatter" and 1 <= spec.level <= 3 for spec in drawn)
+    assert all(len(engine._distractors(spec.bddl_text)) == spec.level for spec in drawn)
+    assert len({tuple(engine._distractors(spec.bddl_text)) for spec in drawn}) > 10
+    assert all(engine.scene_layout(job(i, 1.0, "heldout")) is None for i in range(0, 80, 8))
+    assert all(engine.scene_layout(job(i, 0.0)) is None for i in range(0, 80, 8))
+
+
 def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_input):
     base = ["generate", "knowledge", "--out", tmp_path / "k"]
     bad_input([*base, "--suites", "libero_object", "--samples", "0"], "--samples must be at least 1", [tmp_path / "k"])
@@ -424,13 +441,14 @@ def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_in
     bad_input([*base, "--suites", ","], "has an empty name")
     bad_input([*base, "--suites", "libero_object", "--restyle", "1.5"], "--restyle 1.5 is not a share of scenes")
     bad_input([*base, "--suites", "libero_object", "--move-camera", "-1"], "--move-camera -1.0 is not a share")
+    bad_input([*base, "--suites", "libero_object", "--scatter", "2"], "--scatter 2.0 is not a share")
     out = tmp_path / "done"
     out.mkdir()
     settings = engine.KnowledgeConfig(suites=("libero_object",), out=str(out), resolution=128).settings()
     (out / "meta.json").write_text(json.dumps({"generator": settings}))
     bad_input(["generate", "knowledge", "--out", out, "--suites", "libero_object", "--resolution", "64"],
               "other settings (resolution differ)", [out])
-    before_restyle = {k: v for k, v in settings.items() if k not in ("restyle", "move_camera")}  # an older dataset
+    before_restyle = {k: v for k, v in settings.items() if k not in ("restyle", "move_camera", "scatter")}  # an older dataset
     (out / "meta.json").write_text(json.dumps({"generator": before_restyle}))
     engine._check_same_settings(out, settings)
     bad_input(["generate", "knowledge", "--out", out, "--suites", "libero_object", "--resolution", "128",
@@ -551,6 +569,34 @@ def test_a_scene_from_a_moved_camera_is_labelled_in_that_view(tmp_path, monkeypa
     own = env.set_sim_state(state)  # after the scene the camera is back where the suite has it
     assert (own["observation.instances.primary"] != moved_obs["observation.instances.primary"]).mean() > 0.05
     np.testing.assert_array_equal(own["observation.images.wrist"], moved_obs["observation.images.wrist"])
+
+
+@pytest.mark.sim
+def test_a_scattered_scene_is_built_from_its_layout_and_labels_its_distractors(tmp_path, monkeypatch):
+    seen = []  # (camera env, frame)
+    real_frame = engine.frame_from_env
+
+    def keep(env, obs, *args, **kwargs):
+        seen.append((env, real_frame(env, obs, *args, **kwargs)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(engine, "frame_from_env", keep)
+    own = engine.run_scene(engine.SceneJob("libero_90", 35, 0, "train", 64, False, 0))
+    job = engine.SceneJob("libero_90", 35, 0, "train", 64, False, 0, scatter=1.0)
+    result = engine.run_scene(job)
+    spec = engine.scene_layout(job)
+    assert own["layout"] is None and result["layout"] == {"distractors": engine._distractors(spec.bddl_text)}
+    assert engine._write_scene(tmp_path, result)["layout"] == result["layout"]
+    (_, own_frame), (env, frame) = seen[0], seen[-1]
+    labels = {o.label for o in frame.objects}
+    assert {readable_name(c) for c in result["layout"]["distractors"]} <= labels
+    pointed = [label_in(r, frame) for r in result["records"] if r["family"] == "point_object"]
+    assert {o.label for objs in pointed for o in objs} & {readable_name(c) for c in result["layout"]["distractors"]}
+    moved = {o.name: np.linalg.norm(o.center[:2] - p.center[:2]) for p in own_frame.objects for o in frame.objects
+             if o.name == p.name}
+    assert max(moved.values()) > 0.1  # the same reset seed places the task's things elsewhere
+    with pytest.raises(SimulatorError, match="has no init states"):
+        env.reset(trial=0)
 
 
 @pytest.mark.sim

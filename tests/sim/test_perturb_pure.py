@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pokevla.common.errors import ConfigError
-from pokevla.sim.perturb import DIMENSIONS, CameraSpec, NoiseSpec, RobotSpec, spec_from_dict
+from pokevla.sim.perturb import DIMENSIONS, CameraSpec, NoiseSpec, RobotSpec, reset_kwargs, spec_from_dict
 from pokevla.sim.perturb import camera, language, layout, noise
 
 BASE_POS = np.array([0.6586, 0.0, 1.6104])
@@ -201,6 +201,26 @@ def test_distractor_bddl_adds_objects_regions_and_init_lines():
     assert "(:goal\n    (And (On akita_black_bowl_1 plate_1))" in text  # the task is unchanged
 
 
+def test_a_scattered_bddl_widens_the_table_regions_but_not_a_goal_region_and_adds_distractors():
+    text = BDDL.replace("(:target main_table)\n          (:ranges (\n              (0.05 0.19 0.07 0.21)\n            )\n          )",
+                        "(:target main_table)\n          (:ranges (\n              (0.05 0.19 0.07 0.21)\n            )\n          )"
+                        "\n          (:yaw_rotation (\n              (3.14 3.14)\n            )\n          )")
+    goal_region = text.replace("(On akita_black_bowl_1 plate_1)", "(On akita_black_bowl_1 main_table_plate_region)")
+    categories = layout.plan_categories(text, 2, np.random.default_rng(0))
+    assert len(set(categories)) == 2 and not {"akita_black_bowl", "plate"} & set(categories)
+    (x0, x1), (y0, y1) = layout.SCATTER_AREA
+    scattered = layout.scattered(text, categories)
+    regions = layout.parse_regions(scattered)
+    assert regions["plate_region"]["ranges"] == regions["bowl_region"]["ranges"] == [(x0, y0, x1, y1)]
+    assert "(:yaw_rotation (\n              (3.14 3.14)" in scattered  # orientations are kept
+    assert [c for n, c in layout.objects_in(scattered) if layout.is_distractor(n)] == list(categories)
+    assert regions["pokevla_distractor_region_1"]["ranges"] == [(x0, y0, x1, y1)]
+    assert layout.on_support(scattered)[:2] == ["akita_black_bowl_1", "plate_1"]  # the init lines stay
+    kept = layout.parse_regions(layout.scattered(goal_region))
+    assert kept["plate_region"]["ranges"] == [(0.05, 0.19, 0.07, 0.21)]  # the goal's own region keeps its size
+    assert kept["bowl_region"]["ranges"] == [(x0, y0, x1, y1)]
+
+
 def test_shift_plan_has_the_level_magnitude():
     for level, cm in layout.SHIFT_CM_BY_LEVEL.items():
         (name, dx, dy), = layout.plan_shifts(["bowl_1"], level, np.random.default_rng(level))
@@ -220,6 +240,10 @@ def test_layout_spec_kind_matches_its_parameters():
         LayoutSpec(3, "shift", shifts=(("bowl_1", 0.1, 0.0),), sim_state=(0.0, 1.0))
     scene = LayoutSpec(3, "scene", bddl_text="(define (problem p))", sim_state=(0.0, 1.0))
     assert spec_from_dict("layout", scene.to_dict()) == scene  # JSON lists come back as the tuple of floats
+    with pytest.raises(ConfigError, match="'scatter' layout needs bddl_text and nothing else"):
+        LayoutSpec(2, "scatter", bddl_text="(define (problem p))", sim_state=(0.0, 1.0))
+    scatter = LayoutSpec(2, "scatter", bddl_text="(define (problem p))", scene_seed=7)
+    assert reset_kwargs(scatter, trial=3) == {"seed": 7}  # it has no init states: every episode is sampled
 
 
 def test_only_objects_standing_on_the_table_are_shiftable():

@@ -62,7 +62,9 @@ def bddl_path(base_bddl: str, spec: Perturbation | None) -> str:
 
 def init_states(spec: Perturbation | None, official: np.ndarray, state_size: int) -> np.ndarray:
     """The init states trials start from (num_trials, state_size): a scene layout's own state as its
-    only one (trial 0), else the task's official init states."""
+    only one (trial 0), none for a scatter layout, else the task's official init states."""
+    if isinstance(spec, LayoutSpec) and spec.kind == "scatter":
+        return np.empty((0, state_size))
     if not (isinstance(spec, LayoutSpec) and spec.sim_state):
         return official
     if len(spec.sim_state) != state_size:

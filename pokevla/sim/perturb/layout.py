@@ -33,6 +33,7 @@ SHIFT_CM_BY_LEVEL = {1: 3.0, 2: 5.5, 3: 8.0, 4: 10.5, 5: 13.0}  # LIBERO-Plus me
 WORKSPACE = ((-0.25, 0.25), (-0.3, 0.3))  # x, y in the support's region frame (metres)
 OBJECT_CLEARANCE = 0.11  # between a distractor and another object's region centre (overlaps are re-checked in the sim)
 FIXTURE_CLEARANCE = 0.24  # cabinets, stoves, racks are large
+SCATTER_AREA = ((-0.4, 0.2), (-0.3, 0.3))  # x, y: the span of LIBERO's own table regions (libero_goal's stove at -0.41)
 REGION_HALF = 0.01  # distractor region half-size, as LIBERO's own 2 cm regions
 SUPPORT_BODIES = ("table", "floor")  # arena bodies objects rest on (contacts with them are not overlaps)
 SETTLE_TOLERANCE = 0.01  # metres an object may still move after the settle steps
@@ -84,18 +85,53 @@ def distractor_name(category: str, index: int) -> str:
     return f"{category}_pokevla_{index}"
 
 
+def is_distractor(name: str) -> bool:
+    return re.fullmatch(r"\w+_pokevla_\d+", name) is not None
+
+
+def objects_in(text: str) -> list[tuple[str, str]]:
+    """(name, category) of each object the BDDL text declares (fixtures aside)."""
+    return _names_in(text, "(:objects")
+
+
 def with_distractors(text: str, distractors: tuple[tuple[str, float, float], ...]) -> str:
-    """The BDDL text with one object, region and (On object region) line per distractor."""
+    """The BDDL text with one object, a small region at its (x, y) and an (On object region) line per distractor."""
+    h = REGION_HALF
+    return _with_objects(text, [(category, (x - h, y - h, x + h, y + h)) for category, x, y in distractors])
+
+
+def scattered(text: str, distractors: tuple[str, ...] = ()) -> str:
+    """The BDDL text with every region that starts an object or fixture on the table (floor) widened to
+    SCATTER_AREA (its yaw range kept), plus one object of each `distractors` category placed on the same span.
+
+    LIBERO's placement sampler then puts everything anywhere on the table, clear of each other, at
+    every reset: where an object stands no longer names it. Regions a goal names keep their ranges.
+    """
+    support, goal = support_of(text), _block_text(text, "(:goal")
+    (x0, x1), (y0, y1) = SCATTER_AREA
+    for region in {key for _, key in _support_regions(text) if f"{support}_{key}" not in goal}:
+        text = re.sub(rf"(\(\s*{region}\s*\(:target\s+{support}\s*\)\s*\(:ranges\s*\(\s*)(?:\([^()]*\)\s*)+",
+                      lambda m: f"{m[1]}({x0} {y0} {x1} {y1})\n            ", text, count=1)
+    return _with_objects(text, [(category, (x0, y0, x1, y1)) for category in distractors])
+
+
+def _block_text(text: str, head: str) -> str:
+    start, end = _block(text, head)
+    return text[start:end]
+
+
+def _with_objects(text: str, objects: list[tuple[str, tuple[float, float, float, float]]]) -> str:
+    """The BDDL text with one object of each category, its own region (x0, y0, x1, y1) on the table
+    (floor) and an (On object region) line."""
     support = support_of(text)
-    regions, objects, inits = [], [], []
-    for i, (category, x, y) in enumerate(distractors):
+    regions, names, inits = [], [], []
+    for i, (category, (x0, y0, x1, y1)) in enumerate(objects):
         name, region = distractor_name(category, i), f"pokevla_distractor_region_{i}"
-        h = REGION_HALF
         regions.append(f"      ({region}\n          (:target {support})\n          (:ranges (\n"
-                       f"              ({x - h:.4f} {y - h:.4f} {x + h:.4f} {y + h:.4f})\n            )\n          )\n      )\n")
-        objects.append(f"    {name} - {category}\n")
+                       f"              ({x0:.4f} {y0:.4f} {x1:.4f} {y1:.4f})\n            )\n          )\n      )\n")
+        names.append(f"    {name} - {category}\n")
         inits.append(f"    (On {name} {support}_{region})\n")
-    for head, lines in (("(:init", inits), ("(:objects", objects), ("(:regions", regions)):
+    for head, lines in (("(:init", inits), ("(:objects", names), ("(:regions", regions)):
         _, end = _block(text, head)
         end = text.rfind("\n", 0, end) + 1  # insert before the line of the block's closing parenthesis
         text = text[:end] + "".join(lines) + text[end:]
@@ -117,14 +153,12 @@ def bddl_path(base_bddl: str, spec: LayoutSpec) -> str:
 # ------------------------------------------------------------------ planning
 def plan_distractors(text: str, count: int, rng: np.random.Generator) -> tuple[tuple[str, float, float], ...]:
     """`count` distractors of categories absent from the scene, at free spots of the workspace."""
-    present = {category for _, category in _names_in(text, "(:objects")}
     fixtures = {name for name, _ in _names_in(text, "(:fixtures")}
     occupied = []  # (x, y, clearance)
     for obj, (x0, y0, x1, y1) in _support_placements(text):
         half = max(x1 - x0, y1 - y0) / 2
         occupied.append(((x0 + x1) / 2, (y0 + y1) / 2, half + (FIXTURE_CLEARANCE if obj in fixtures else OBJECT_CLEARANCE)))
-    pool = [c for c in DISTRACTOR_CATEGORIES if c not in present]
-    categories = rng.choice(pool, size=count, replace=False)
+    categories = plan_categories(text, count, rng)
     chosen = []
     for category in categories:
         for _ in range(1000):
@@ -136,6 +170,13 @@ def plan_distractors(text: str, count: int, rng: np.random.Generator) -> tuple[t
         occupied.append((x, y, OBJECT_CLEARANCE))
         chosen.append((str(category), round(float(x), 4), round(float(y), 4)))
     return tuple(chosen)
+
+
+def plan_categories(text: str, count: int, rng: np.random.Generator) -> tuple[str, ...]:
+    """`count` distinct distractor categories that the scene does not hold already."""
+    present = {category for _, category in _names_in(text, "(:objects")}
+    pool = [c for c in DISTRACTOR_CATEGORIES if c not in present]
+    return tuple(str(c) for c in rng.choice(pool, size=count, replace=False))
 
 
 def plan_shifts(objects: list[str], level: int, rng: np.random.Generator) -> tuple[tuple[str, float, float], ...]:
@@ -150,13 +191,19 @@ def plan_shifts(objects: list[str], level: int, rng: np.random.Generator) -> tup
 
 def _support_placements(text: str) -> list[tuple[str, tuple[float, ...]]]:
     """(object or fixture, its init region (x0, y0, x1, y1)) for everything placed on the table (floor)."""
+    regions = parse_regions(text)
+    return [(obj, regions[key]["ranges"][0]) for obj, key in _support_regions(text)]
+
+
+def _support_regions(text: str) -> list[tuple[str, str]]:
+    """(object or fixture, the name of its init region) for everything placed on the table (floor)."""
     regions, support = parse_regions(text), support_of(text)
     start, end = _block(text, "(:init")
     placed = []
     for obj, region in re.findall(r"\(On\s+(\w+)\s+(\w+)\)", text[start:end]):
         key = region.removeprefix(f"{support}_")
         if key in regions and regions[key]["target"] == support and regions[key]["ranges"]:
-            placed.append((obj, regions[key]["ranges"][0]))
+            placed.append((obj, key))
     return placed
 
 

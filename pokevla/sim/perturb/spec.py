@@ -192,10 +192,12 @@ class LayoutSpec(_Spec):
     shifts: (object name, dx, dy) metres added to the object's position in official init state `trial`.
     scene: the task built from `bddl_text` (its regions moved), started from `sim_state` (a flattened
     MuJoCo state: time, qpos, qvel) as its only init state, trial 0; LIBERO-Plus's jittered layouts.
+    scatter: the task built from `bddl_text` (`layout.scattered`: its table regions widened to the whole
+    table, `level` distractors added); it has no init states, every episode starts from a sampled scene.
     """
 
     dimension: ClassVar[str] = "layout"
-    kinds: ClassVar[tuple[str, ...]] = ("distractors", "shift", "scene")
+    kinds: ClassVar[tuple[str, ...]] = ("distractors", "shift", "scene", "scatter")
     distractors: tuple[tuple[str, float, float], ...] = ()
     shifts: tuple[tuple[str, float, float], ...] = ()
     scene_seed: int = 0
@@ -204,12 +206,11 @@ class LayoutSpec(_Spec):
 
     def __post_init__(self):
         super().__post_init__()
-        has = {"distractors": bool(self.distractors), "shift": bool(self.shifts),
-               "scene": bool(self.bddl_text) and bool(self.sim_state)}
-        needs = {"distractors": "distractors", "shift": "shifts", "scene": "bddl_text and sim_state"}
-        given = {"distractors": self.distractors, "shift": self.shifts, "scene": self.bddl_text or self.sim_state}
-        if not has[self.kind] or any(given[k] for k in given if k != self.kind):
-            raise ConfigError(f"a {self.kind!r} layout needs {needs[self.kind]} and nothing else")
+        needs = {"distractors": ("distractors",), "shift": ("shifts",), "scene": ("bddl_text", "sim_state"),
+                 "scatter": ("bddl_text",)}[self.kind]
+        given = tuple(f for f in ("distractors", "shifts", "bddl_text", "sim_state") if getattr(self, f))
+        if given != needs:
+            raise ConfigError(f"a {self.kind!r} layout needs {' and '.join(needs)} and nothing else")
 
 
 SPECS: dict[str, type[_Spec]] = {
@@ -220,9 +221,9 @@ Perturbation = CameraSpec | RobotSpec | LanguageSpec | LightSpec | BackgroundSpe
 
 
 def reset_kwargs(spec: Perturbation | None, trial: int = 0) -> dict:
-    """Arguments of `LiberoEnv.reset` for an episode under `spec`: a distractor layout starts from its
-    own sampled scene (no official init state holds its extra objects), anything else from `trial`."""
-    if isinstance(spec, LayoutSpec) and spec.distractors:
+    """Arguments of `LiberoEnv.reset` for an episode under `spec`: a distractor or scatter layout starts
+    from its own sampled scene (no official init state holds its extra objects), anything else from `trial`."""
+    if isinstance(spec, LayoutSpec) and (spec.distractors or spec.kind == "scatter"):
         return {"seed": spec.scene_seed}
     return {"trial": trial}
 
