@@ -1,0 +1,60 @@
+"""Object pointing (mask hit) per named object, for one or more answer files of the same records.
+
+    python scripts/pointing_per_object.py DATA SPLIT ANSWERS.jsonl.gz [ANSWERS.jsonl.gz ...]
+
+DATA: a generated knowledge folder; SPLIT: the split the answers were scored on; ANSWERS: the answers
+files that `pokevla vlm eval --json` wrote (one per model). Prints one row per object: the number of
+questions, then each model's mean mask hit, scored by the rule `pokevla vlm eval` uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from pokevla.pretrain.scoring import decode_png, parse_points, point_score
+
+
+def object_named(question: str) -> str:
+    """The object a point_object question asks for ("Where is the wine rack?" -> "wine rack")."""
+    match = re.search(r"(?:the|to) ([a-z ]+?)(?:\?| in the image|\.)", question.split("\n", 1)[-1])
+    return match[1].removeprefix("the ") if match else "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("split")
+    parser.add_argument("answers", nargs="+", type=Path)
+    args = parser.parse_args()
+    records = {}
+    with open(args.data / f"{args.split}.jsonl") as f:
+        for line in f:
+            record = json.loads(line)
+            if record["family"] == "point_object":
+                records[record["id"]] = record
+    scores: dict[str, list[list[float]]] = defaultdict(lambda: [[] for _ in args.answers])
+    for k, path in enumerate(args.answers):
+        with gzip.open(path, "rt") as f:
+            for line in f:
+                answer = json.loads(line)
+                record = records.get(answer["id"])
+                if record is None:
+                    continue
+                mask = decode_png((args.data / record["target"]).read_bytes()) > 0
+                height, width = mask.shape
+                name = object_named(record["conversations"][0]["value"])
+                scores[name][k].append(point_score(parse_points(answer["answer"], width, height), mask))
+    print(f"{'object':24s} {'n':>4s} " + " ".join(f"{p.name[:24]:>24s}" for p in args.answers))
+    for name, per_model in sorted(scores.items(), key=lambda item: -len(item[1][0])):
+        print(f"{name:24s} {len(per_model[0]):4d} " + " ".join(f"{np.mean(s) if s else float('nan'):24.3f}" for s in per_model))
+
+
+if __name__ == "__main__":
+    main()
