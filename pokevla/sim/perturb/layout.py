@@ -109,7 +109,7 @@ def scattered(text: str, distractors: tuple[str, ...] = ()) -> str:
     """
     support, goal = support_of(text), _block_text(text, "(:goal")
     (x0, x1), (y0, y1) = SCATTER_AREA
-    for region in {key for _, key in _support_regions(text) if f"{support}_{key}" not in goal}:
+    for region in {key for _, key in _support_regions(text) if not re.search(rf"\b{support}_{key}\b", goal)}:
         text = re.sub(rf"(\(\s*{region}\s*\(:target\s+{support}\s*\)\s*\(:ranges\s*\(\s*)(?:\([^()]*\)\s*)+",
                       lambda m: f"{m[1]}({x0} {y0} {x1} {y1})\n            ", text, count=1)
     return _with_objects(text, [(category, (x0, y0, x1, y1)) for category in distractors])
