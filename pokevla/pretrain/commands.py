@@ -43,6 +43,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--checkpoint", required=True, help="a pretrain run (its last checkpoint) or a model folder")
     evaluate.add_argument("--data", required=True, help="a generated knowledge folder")
     evaluate.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
+    evaluate.add_argument("--families", default="",
+                          help="score only these families, e.g. point_object,box_object (default: all)")
     evaluate.add_argument("--limit", type=int, default=0, help="score only the first N records (0: all)")
     evaluate.add_argument("--json", help="also write the scores and the answers to this file")
     evaluate.add_argument("--batch-size", type=int, default=16,
@@ -135,6 +137,20 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _of_families(records: list[dict], families: str, path) -> list[dict]:
+    """The records of the comma-separated `families` (all records when empty); a name the data lacks is an error."""
+    from pokevla.common.errors import ConfigError
+
+    wanted = [name.strip() for name in families.split(",") if name.strip()]
+    if not wanted:
+        return records
+    present = sorted({r.get("family") for r in records if r.get("family") is not None})
+    unknown = [name for name in wanted if name not in present]
+    if unknown:
+        raise ConfigError(f"--families: {', '.join(unknown)} not in {path}; its families are {', '.join(present) or 'none'}")
+    return [r for r in records if r.get("family") in wanted]
+
+
 def _eval(args: argparse.Namespace) -> int:
     import sys
 
@@ -152,7 +168,8 @@ def _eval(args: argparse.Namespace) -> int:
         check_writable_file(args.json, "--json")
     source = open_source(args.data, args.split)
     loaded = load_source(source, on_skip=lambda line: print(line, file=sys.stderr))
-    records = loaded.records[:args.limit] if args.limit else loaded.records
+    records = _of_families(loaded.records, args.families, source.path)
+    records = records[:args.limit] if args.limit else records
     model = _load(args.checkpoint, args.device)
     answers: list[str] = []
     with tqdm(total=len(records), desc="vlm eval", unit="record") as bar:

@@ -16,7 +16,8 @@ from pokevla.pretrain.transfer import TRANSFERRED, load_stage1
 from pokevla.pretrain.vlm import PokeVLM
 from pokevla.train import checkpoints as ckpt
 
-from .test_vlm import SMALL_FLAGS, knowledge, one_thread, qwen_config, qwen_folder, small  # noqa: F401  (fixtures)
+from .test_vlm import (SMALL_FLAGS, colour_records, knowledge, one_thread, qwen_config, qwen_folder,  # noqa: F401
+                       small, write_knowledge)  # (fixtures)
 
 
 def cfg(data, out, steps=4, **kw) -> PretrainConfig:
@@ -87,6 +88,21 @@ def test_the_untrained_baseline_answers_and_is_scored(knowledge, tmp_path, capsy
     assert "| colour |" in capsys.readouterr().out
     scores = json.loads(result.read_text())
     assert scores["result"]["families"]["colour"]["n"] == 3 and len(scores["answers"]) == 3
+
+
+def test_eval_scores_only_the_families_asked_for(tmp_path, capsys):
+    root = tmp_path / "two_families"
+    colours = colour_records(root)
+    shades = [{**r, "id": f"s{i}", "family": "shade"} for i, r in enumerate(colours)]
+    write_knowledge(root, {"heldout": colours + shades})
+    baseline = tmp_path / "baseline"
+    assert main(["vlm", "init", "--preset", "tiny", *SMALL_FLAGS, "--out", str(baseline)]) == 0
+    result = tmp_path / "scores.json"
+    assert main(["vlm", "eval", "--checkpoint", str(baseline), "--data", str(root), "--families", "shade",
+                 "--limit", "2", "--max-new-tokens", "2", "--json", str(result)]) == 0
+    scores = json.loads(result.read_text())
+    assert list(scores["result"]["families"]) == ["shade"] and scores["result"]["families"]["shade"]["n"] == 2
+    assert [a["id"] for a in scores["answers"]] == ["s0", "s1"]  # the limit counts the chosen family's records
 
 
 def test_init_gives_stage2_the_stage1_weights(stage1, tmp_path):
@@ -196,4 +212,6 @@ def test_bad_vlm_input_is_one_line(knowledge, tmp_path, bad_input):  # noqa: F81
               f"--image {tmp_path / 'none.png'}: no such file")
     bad_input(["vlm", "ask", "--checkpoint", tmp_path / "nothing", "--question", "?"], "neither a training run")
     bad_input(["vlm", "eval", "--checkpoint", model, "--data", knowledge, "--limit", "-1"], "--limit must be at least 0")
+    bad_input(["vlm", "eval", "--checkpoint", model, "--data", knowledge, "--families", "colour,shape"],
+              "--families: shape not in")
     bad_input(["vlm", "init", "--preset", "tiny", "--out", model], "is not empty")
