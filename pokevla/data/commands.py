@@ -50,6 +50,10 @@ def register(subparsers) -> None:
                            help="share of train/val scenes whose objects and fixtures stand anywhere on the table, with "
                                 "1-3 distractors added, so that an object's place and neighbours do not name it "
                                 "(0-1, default 0; held-out scenes keep their layout)")
+    knowledge.add_argument("--recompose", type=float, default=0.0,
+                           help="share of the scattered scenes that also lose each object or fixture the task does not "
+                                "use with probability 1/2 and gain 1-4 objects of any LIBERO-90 category, so that a "
+                                "scene's look does not name its objects (0-1, default 0; needs --scatter)")
     knowledge.add_argument("--seed", type=int, default=0)
     add_cluster_args(knowledge)
     knowledge.set_defaults(func=_generate_knowledge)
@@ -117,7 +121,8 @@ def _generate_knowledge(args: argparse.Namespace) -> int:
     config = KnowledgeConfig(suites=names("--suites", args.suites), heldout_suites=names("--heldout-suites", args.heldout_suites),
                              out=args.out, samples=args.samples, resolution=args.resolution, workers=workers,
                              seed=args.seed, fast_render=args.fast_render, restyle=args.restyle,
-                             move_camera=args.move_camera, scatter=args.scatter, cluster=cluster)
+                             move_camera=args.move_camera, scatter=args.scatter, recompose=args.recompose,
+                             cluster=cluster)
     check_writable_dir(args.out)
     summary = generate_knowledge(config)
     splits = ", ".join(f"{split} {sum(c.values())}" for split, c in summary["splits"].items())

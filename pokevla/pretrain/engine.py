@@ -70,6 +70,7 @@ class KnowledgeConfig:
     restyle: float = 0.0  # share of train/val scenes rendered with a random table and wall (held-out scenes never)
     move_camera: float = 0.0  # share of train/val scenes seen from a moved third-person camera (held-out never)
     scatter: float = 0.0  # share of train/val scenes with objects and fixtures anywhere on the table (held-out never)
+    recompose: float = 0.0  # share of the scattered scenes that also lose and gain objects (see scene_layout)
     cluster: Cluster = LOCAL
 
     def __post_init__(self) -> None:
@@ -87,16 +88,19 @@ class KnowledgeConfig:
             raise ConfigError(f"--samples must be at least 1, got {self.samples}")
         if not 32 <= self.resolution <= 1024:
             raise ConfigError(f"--resolution {self.resolution} is out of range; use 32-1024 px (224 is usual)")
-        for flag, share in (("--restyle", self.restyle), ("--move-camera", self.move_camera), ("--scatter", self.scatter)):
+        for flag, share in (("--restyle", self.restyle), ("--move-camera", self.move_camera), ("--scatter", self.scatter),
+                            ("--recompose", self.recompose)):
             if not 0.0 <= share <= 1.0:
                 raise ConfigError(f"{flag} {share} is not a share of scenes; use 0-1 (e.g. 0.5)")
+        if self.recompose and not self.scatter:
+            raise ConfigError("--recompose changes scattered scenes only; give --scatter too (e.g. --scatter 1)")
 
     def settings(self) -> dict:
         """What a resumed run must share with the first (--samples may grow, --workers may change)."""
         return {"suites": list(self.suites), "heldout_suites": list(self.heldout_suites),
                 "resolution": self.resolution, "seed": self.seed, "fast_render": self.fast_render,
                 "restyle": self.restyle, "move_camera": self.move_camera, "scatter": self.scatter,
-                "frames_per_scene": FRAMES_PER_SCENE, "val_fraction": VAL_FRACTION,
+                "recompose": self.recompose, "frames_per_scene": FRAMES_PER_SCENE, "val_fraction": VAL_FRACTION,
                 "init_joint_noise": OFFICIAL_INIT_JOINT_STD, "families": list(FAMILIES)}
 
 
@@ -112,6 +116,7 @@ class SceneJob:
     restyle: float = 0.0
     move_camera: float = 0.0
     scatter: float = 0.0
+    recompose: float = 0.0
     absent_labels: tuple[str, ...] = field(default=(), compare=False)  # asset names of the other scenes
 
     @property
@@ -179,7 +184,7 @@ def run_scene(job: SceneJob) -> dict:
             "expert_success": solved, "expert_error": expert_error, "records": records, "files": files,
             "background": None if background is None else background.to_dict(),
             "camera": None if view is None else view.to_dict(),
-            "layout": None if layout is None else {"distractors": _distractors(layout.bddl_text)},
+            "layout": None if layout is None else layout_changes(job, layout),
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -214,22 +219,42 @@ def scene_camera(job: SceneJob) -> CameraSpec | None:
 def scene_layout(job: SceneJob) -> LayoutSpec | None:
     """The scattered layout a scene is built from: the task's BDDL with its table regions widened to the whole
     table (each reset then places everything anywhere, clear of each other) and 1-3 distractors of categories
-    the scene lacks. Drawn per block of SCATTER_BLOCK scenes, which share their envs; placements differ by scene."""
-    from pokevla.sim import suites
+    the scene lacks. Drawn per block of SCATTER_BLOCK scenes, which share their envs; placements differ by scene.
+
+    A recomposed block (`job.recompose` of them) instead loses each object or fixture that the task does not
+    use with probability 1/2 and gains 1-4 objects of any LIBERO-90 category it lacks: in LIBERO-90 a scene's
+    look names its objects (every task of a scene holds the same ones), and a VLM that answers "is there a
+    microwave?" from the walls has learnt nothing it can use in a new scene."""
     from pokevla.sim.perturb import layout
 
     rng = _look_rng(job, job.scatter, "layout", index=job.index // SCATTER_BLOCK)
     if rng is None:
         return None
-    text = Path(suites.get_task(job.suite, job.task_id).bddl_path).read_text()
+    text = _task_bddl(job)
     count = int(rng.integers(1, 4))
-    return LayoutSpec(count, "scatter", bddl_text=layout.scattered(text, layout.plan_categories(text, count, rng)))
+    recompose = _look_rng(job, job.recompose, "recompose", index=job.index // SCATTER_BLOCK)
+    if recompose is None:
+        return LayoutSpec(count, "scatter", bddl_text=layout.scattered(text, layout.plan_categories(text, count, rng)))
+    drop = tuple(name for name in layout.droppable(text) if recompose.random() < 0.5)
+    extra = layout.plan_categories(text, int(recompose.integers(1, 5)), recompose, layout.SCENE_OBJECT_CATEGORIES)
+    return LayoutSpec(len(extra), "scatter", bddl_text=layout.scattered(text, extra, drop))
 
 
-def _distractors(bddl_text: str) -> list[str]:
+def layout_changes(job: SceneJob, spec: LayoutSpec) -> dict:
+    """For the journal: the categories a scattered scene gained and the names of the things it lost."""
     from pokevla.sim.perturb import layout
 
-    return [category for name, category in layout.objects_in(bddl_text) if layout.is_distractor(name)]
+    def names(text: str) -> set[str]:
+        return {name for name, _ in layout.things_in(text)}
+
+    return {"distractors": [category for name, category in layout.objects_in(spec.bddl_text) if layout.is_distractor(name)],
+            "dropped": sorted(names(_task_bddl(job)) - names(spec.bddl_text))}
+
+
+def _task_bddl(job: SceneJob) -> str:
+    from pokevla.sim import suites
+
+    return Path(suites.get_task(job.suite, job.task_id).bddl_path).read_text()
 
 
 def _stable(text: str) -> int:
@@ -520,7 +545,7 @@ def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabula
             last[key] = index
             jobs.append(SceneJob(task.suite, task.task_id, index, split_of(scene_id(*key, index), group == "heldout"),
                                  config.resolution, config.fast_render, config.seed, config.restyle,
-                                 config.move_camera, config.scatter, vocabulary))
+                                 config.move_camera, config.scatter, config.recompose, vocabulary))
     return sorted(jobs, key=lambda j: (j.suite, j.task_id, j.index))
 
 
@@ -595,7 +620,7 @@ def _check_same_settings(root: Path, settings: dict) -> None:
         return
     stored = read_json(meta_path, DatasetError).get("generator")
     if isinstance(stored, dict):
-        stored = {"restyle": 0.0, "move_camera": 0.0, "scatter": 0.0, **stored}  # datasets from before these flags
+        stored = {"restyle": 0.0, "move_camera": 0.0, "scatter": 0.0, "recompose": 0.0, **stored}  # datasets from before these flags
     if stored != settings:
         changed = sorted(k for k in settings if not isinstance(stored, dict) or stored.get(k) != settings[k])
         raise DatasetError(f"{root} was generated with other settings ({', '.join(changed) or 'unreadable'} differ); "

@@ -15,7 +15,7 @@ from pokevla.expert.planner import Step
 from pokevla.pretrain.frames import (Frame, Goal, Part, Region, SceneObject, erode, free_space_mask,
                                      readable_name)
 from pokevla.pretrain.records import record_problem
-from pokevla.sim.perturb import BackgroundSpec, CameraSpec
+from pokevla.sim.perturb import BackgroundSpec, CameraSpec, layout
 
 RES = 64
 TABLE_DEPTH = 1.0  # the camera hangs 1 m above the table (z = 0), looking straight down
@@ -425,10 +425,28 @@ def test_scattered_layouts_are_drawn_per_block_of_scenes_and_never_for_held_out_
         assert engine.scene_layout(job(i, 1.0)) == engine.scene_layout(job(0, 1.0))
     drawn = [spec for spec in layouts if spec is not None]
     assert all(spec.kind == "scatter" and 1 <= spec.level <= 3 for spec in drawn)
-    assert all(len(engine._distractors(spec.bddl_text)) == spec.level for spec in drawn)
-    assert len({tuple(engine._distractors(spec.bddl_text)) for spec in drawn}) > 10
+    changes = [engine.layout_changes(job(0, 1.0), spec) for spec in drawn]
+    assert all(len(c["distractors"]) == spec.level and not c["dropped"] for c, spec in zip(changes, drawn))
+    assert len({tuple(c["distractors"]) for c in changes}) > 10
     assert all(engine.scene_layout(job(i, 1.0, "heldout")) is None for i in range(0, 80, 8))
     assert all(engine.scene_layout(job(i, 0.0)) is None for i in range(0, 80, 8))
+
+
+def test_recomposed_layouts_lose_unused_things_and_gain_objects_of_any_category():
+    def job(index, recompose):
+        return engine.SceneJob("libero_90", 3, index, "train", RES, False, 0, scatter=1.0, recompose=recompose)
+
+    blocks = range(0, 1600, engine.SCATTER_BLOCK)
+    plain = [engine.scene_layout(job(i, 0.0)) for i in blocks]
+    mixed = [engine.scene_layout(job(i, 0.5)) for i in blocks]
+    assert plain == [engine.scene_layout(job(i, 0.0)) for i in blocks]
+    recomposed = [(spec, engine.layout_changes(job(0, 0.5), spec)) for spec, old in zip(mixed, plain) if spec != old]
+    assert 0.38 < len(recomposed) / len(blocks) < 0.62  # the others are the plain scattered layouts
+    droppable = set(layout.droppable(engine._task_bddl(job(0, 0.5))))
+    assert droppable and all(set(c["dropped"]) <= droppable for _, c in recomposed)
+    assert 0.3 < np.mean([len(c["dropped"]) / len(droppable) for _, c in recomposed]) < 0.7
+    added = {category for _, c in recomposed for category in c["distractors"]}
+    assert all(1 <= spec.level <= 4 for spec, _ in recomposed) and added - set(layout.DISTRACTOR_CATEGORIES)
 
 
 def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_input):
@@ -442,6 +460,8 @@ def test_bad_flags_and_changed_settings_are_refused_in_one_line(tmp_path, bad_in
     bad_input([*base, "--suites", "libero_object", "--restyle", "1.5"], "--restyle 1.5 is not a share of scenes")
     bad_input([*base, "--suites", "libero_object", "--move-camera", "-1"], "--move-camera -1.0 is not a share")
     bad_input([*base, "--suites", "libero_object", "--scatter", "2"], "--scatter 2.0 is not a share")
+    bad_input([*base, "--suites", "libero_object", "--recompose", "0.5"], "--recompose changes scattered scenes only")
+    bad_input([*base, "--suites", "libero_object", "--scatter", "1", "--recompose", "-1"], "--recompose -1.0 is not a share")
     out = tmp_path / "done"
     out.mkdir()
     settings = engine.KnowledgeConfig(suites=("libero_object",), out=str(out), resolution=128).settings()
@@ -585,7 +605,7 @@ def test_a_scattered_scene_is_built_from_its_layout_and_labels_its_distractors(t
     job = engine.SceneJob("libero_90", 35, 0, "train", 64, False, 0, scatter=1.0)
     result = engine.run_scene(job)
     spec = engine.scene_layout(job)
-    assert own["layout"] is None and result["layout"] == {"distractors": engine._distractors(spec.bddl_text)}
+    assert own["layout"] is None and result["layout"] == engine.layout_changes(job, spec)
     assert engine._write_scene(tmp_path, result)["layout"] == result["layout"]
     (_, own_frame), (env, frame) = seen[0], seen[-1]
     labels = {o.label for o in frame.objects}
@@ -597,6 +617,21 @@ def test_a_scattered_scene_is_built_from_its_layout_and_labels_its_distractors(t
     assert max(moved.values()) > 0.1  # the same reset seed places the task's things elsewhere
     with pytest.raises(SimulatorError, match="has no init states"):
         env.reset(trial=0)
+
+
+@pytest.mark.sim
+def test_a_recomposed_scene_lacks_what_it_dropped_and_labels_what_it_gained(monkeypatch):
+    seen = []
+    real_frame = engine.frame_from_env
+    monkeypatch.setattr(engine, "frame_from_env", lambda *args, **kwargs: seen.append(real_frame(*args, **kwargs)) or seen[-1])
+    job = engine.SceneJob("libero_90", 20, 8, "train", 64, False, 0, scatter=1.0, recompose=1.0)
+    result = engine.run_scene(job)
+    dropped, gained = result["layout"]["dropped"], result["layout"]["distractors"]
+    assert dropped and gained and result["expert_success"]
+    for frame in seen:
+        assert not {o.name for o in frame.objects} & set(dropped)
+        assert {readable_name(c) for c in gained} <= {o.label for o in frame.objects}
+        assert not {readable_name(c) for c in gained} & set(frame.absent_labels)
 
 
 @pytest.mark.sim

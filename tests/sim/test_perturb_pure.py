@@ -221,6 +221,30 @@ def test_a_scattered_bddl_widens_the_table_regions_but_not_a_goal_region_and_add
     assert kept["bowl_region"]["ranges"] == [(x0, y0, x1, y1)]
 
 
+def test_a_recomposed_bddl_loses_only_the_things_the_task_does_not_use():
+    # a second bowl on the same line, a milk carton, a microwave whose region nothing uses and a cabinet
+    # whose drawer the init uses
+    text = (BDDL.replace("    akita_black_bowl_1 - akita_black_bowl\n",
+                         "    akita_black_bowl_1 akita_black_bowl_2 - akita_black_bowl\n    milk_1 - milk\n")
+            .replace("    main_table - table\n", "    main_table - table\n    microwave_1 - microwave\n"
+                     "    wooden_cabinet_1 - wooden_cabinet\n")
+            .replace("    (:regions\n", "    (:regions\n      (heating_region\n          (:target microwave_1)\n      )\n"
+                     "      (top_region\n          (:target wooden_cabinet_1)\n      )\n")
+            .replace("    (On plate_1 main_table_plate_region)\n",
+                     "    (On plate_1 main_table_plate_region)\n    (On akita_black_bowl_2 main_table_bowl_region)\n"
+                     "    (In milk_1 wooden_cabinet_1_top_region)\n    (On microwave_1 main_table_plate_region)\n"
+                     "    (On wooden_cabinet_1 main_table_bowl_region)\n"))
+    assert layout.droppable(text) == ["akita_black_bowl_2", "milk_1", "microwave_1"]
+    lean = layout.scattered(text, ("ketchup",), drop=("akita_black_bowl_2", "microwave_1"))
+    assert {n for n, _ in layout.things_in(lean)} == {"akita_black_bowl_1", "milk_1", "plate_1", "ketchup_pokevla_0",
+                                                     "main_table", "wooden_cabinet_1"}
+    assert "    akita_black_bowl_1 - akita_black_bowl\n" in lean and "heating_region" not in lean
+    assert "top_region" in lean and "(:goal\n    (And (On akita_black_bowl_1 plate_1))" in lean
+    assert layout.plan_categories(text, 3, np.random.default_rng(1), layout.SCENE_OBJECT_CATEGORIES)
+    with pytest.raises(ValueError, match="plate_1 cannot be dropped"):
+        layout.scattered(text, drop=("plate_1",))  # the goal names it
+
+
 def test_shift_plan_has_the_level_magnitude():
     for level, cm in layout.SHIFT_CM_BY_LEVEL.items():
         (name, dx, dy), = layout.plan_shifts(["bowl_1"], level, np.random.default_rng(level))

@@ -29,6 +29,13 @@ DISTRACTOR_CATEGORIES = (
     "alphabet_soup", "bbq_sauce", "butter", "chocolate_pudding", "cookies", "cream_cheese", "ketchup",
     "macaroni_and_cheese", "milk", "orange_juice", "popcorn", "salad_dressing", "tomato_sauce",
 )
+# Every movable object category of LIBERO-90 (books, bowls, mugs, bottles, groceries, ...): what a recomposed
+# scene draws its extra objects from, so that which objects a scene holds does not follow from its look.
+SCENE_OBJECT_CATEGORIES = (
+    "akita_black_bowl", "alphabet_soup", "basket", "black_book", "butter", "chefmate_8_frypan", "chocolate_pudding",
+    "cream_cheese", "ketchup", "milk", "moka_pot", "new_salad_dressing", "orange_juice", "plate", "porcelain_mug",
+    "red_coffee_mug", "tomato_sauce", "white_bowl", "white_yellow_mug", "wine_bottle", "wooden_tray", "yellow_book",
+)
 SHIFT_CM_BY_LEVEL = {1: 3.0, 2: 5.5, 3: 8.0, 4: 10.5, 5: 13.0}  # LIBERO-Plus medians 2.8/5.4/7.5/10/13
 WORKSPACE = ((-0.25, 0.25), (-0.3, 0.3))  # x, y in the support's region frame (metres)
 OBJECT_CLEARANCE = 0.11  # between a distractor and another object's region centre (overlaps are re-checked in the sim)
@@ -94,25 +101,69 @@ def objects_in(text: str) -> list[tuple[str, str]]:
     return _names_in(text, "(:objects")
 
 
+def things_in(text: str) -> list[tuple[str, str]]:
+    """(name, category) of each object and fixture the BDDL text declares."""
+    return objects_in(text) + _names_in(text, "(:fixtures")
+
+
 def with_distractors(text: str, distractors: tuple[tuple[str, float, float], ...]) -> str:
     """The BDDL text with one object, a small region at its (x, y) and an (On object region) line per distractor."""
     h = REGION_HALF
     return _with_objects(text, [(category, (x - h, y - h, x + h, y + h)) for category, x, y in distractors])
 
 
-def scattered(text: str, distractors: tuple[str, ...] = ()) -> str:
+def scattered(text: str, distractors: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> str:
     """The BDDL text with every region that starts an object or fixture on the table (floor) widened to
-    SCATTER_AREA (its yaw range kept), plus one object of each `distractors` category placed on the same span.
+    SCATTER_AREA (its yaw range kept), plus one object of each `distractors` category placed on the same span,
+    less the `drop` objects and fixtures (names from `droppable`).
 
     LIBERO's placement sampler then puts everything anywhere on the table, clear of each other, at
     every reset: where an object stands no longer names it. Regions a goal names keep their ranges.
     """
+    for name in drop:
+        text = _without(text, name)
     support, goal = support_of(text), _block_text(text, "(:goal")
     (x0, x1), (y0, y1) = SCATTER_AREA
     for region in {key for _, key in _support_regions(text) if not re.search(rf"\b{support}_{key}\b", goal)}:
         text = re.sub(rf"(\(\s*{region}\s*\(:target\s+{support}\s*\)\s*\(:ranges\s*\(\s*)(?:\([^()]*\)\s*)+",
                       lambda m: f"{m[1]}({x0} {y0} {x1} {y1})\n            ", text, count=1)
     return _with_objects(text, [(category, (x0, y0, x1, y1)) for category in distractors])
+
+
+def droppable(text: str) -> list[str]:
+    """The objects and fixtures a scene can lose without changing its task: each is named only where it is
+    declared, where it is placed and as the target of its own regions, and none of those regions is used."""
+    support = support_of(text)
+    return [name for name, _ in things_in(text) if name != support and _mentions(text, name) == 2
+            and not re.search(rf"(?<![\w-]){re.escape(name)}_\w", text)]
+
+
+def _mentions(text: str, name: str) -> int:
+    """How often `name` appears as a whole name, its own regions' `(:target name)` aside."""
+    own_regions = len(re.findall(rf"\(:target\s+{re.escape(name)}\s*\)", text))
+    return len(re.findall(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)) - own_regions
+
+
+def _without(text: str, name: str) -> str:
+    """The BDDL text less `name`'s declaration, its placement line and its own regions; `name` must be `droppable`."""
+    if name not in droppable(text):
+        raise ValueError(f"{name} cannot be dropped from the scene: the task uses it or the scene lacks it")
+    text = re.sub(rf"\n[ \t]*\(\s*[\w-]+\s*\(:target\s+{re.escape(name)}\s*\)\s*\)[ \t]*(?=\n)", "", text)
+    lines = []
+    for line in text.split("\n"):
+        if re.fullmatch(rf"\s*\((?:On|In)\s+{re.escape(name)}\s+\S+\)\s*", line):
+            continue
+        if " - " in line and name in line.split(" - ")[0].split():
+            names, category = line.split(" - ")
+            kept = [n for n in names.split() if n != name]
+            if not kept:
+                continue
+            line = f"{names[:len(names) - len(names.lstrip())]}{' '.join(kept)} - {category}"
+        lines.append(line)
+    text = "\n".join(lines)
+    if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text):
+        raise ValueError(f"{name} is declared or placed in a form the BDDL rewrite does not handle")
+    return text
 
 
 def _block_text(text: str, head: str) -> str:
@@ -172,10 +223,11 @@ def plan_distractors(text: str, count: int, rng: np.random.Generator) -> tuple[t
     return tuple(chosen)
 
 
-def plan_categories(text: str, count: int, rng: np.random.Generator) -> tuple[str, ...]:
-    """`count` distinct distractor categories that the scene does not hold already."""
+def plan_categories(text: str, count: int, rng: np.random.Generator,
+                    categories: tuple[str, ...] = DISTRACTOR_CATEGORIES) -> tuple[str, ...]:
+    """`count` distinct `categories` that the scene does not hold already."""
     present = {category for _, category in _names_in(text, "(:objects")}
-    pool = [c for c in DISTRACTOR_CATEGORIES if c not in present]
+    pool = [c for c in categories if c not in present]
     return tuple(str(c) for c in rng.choice(pool, size=count, replace=False))
 
 
