@@ -1,10 +1,13 @@
-"""Object pointing (mask hit) per named object, for one or more answer files of the same records.
+"""Object pointing (mask hit) per named object, then presence accuracy per object and truth, for one or
+more answer files of the same records.
 
     python scripts/pointing_per_object.py DATA SPLIT ANSWERS.jsonl.gz [ANSWERS.jsonl.gz ...]
 
 DATA: a generated knowledge folder; SPLIT: the split the answers were scored on; ANSWERS: the answers
 files that `pokevla vlm eval --json` wrote (one per model). Prints one row per object: the number of
-questions, then each model's mean mask hit, scored by the rule `pokevla vlm eval` uses.
+questions, then each model's mean mask hit, scored by the rule `pokevla vlm eval` uses; then one row
+per (object, yes/no truth) of the presence questions, with each model's accuracy. A model that
+answers presence from the scene's look rather than its objects says "no" to what is there.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pokevla.pretrain.scoring import decode_png, parse_points, point_score
+from pokevla.pretrain.scoring import decode_png, parse_points, point_score, yesno_correct
+
+
+def presence_named(question: str) -> str:
+    """The object a presence question asks about ("Is there a wine rack in the image?" -> "wine rack")."""
+    match = re.search(r"Is there an? ([a-z ]+?) in the image", question)
+    return match[1] if match else "?"
 
 
 def object_named(question: str) -> str:
@@ -37,9 +46,10 @@ def main() -> None:
     with open(args.data / f"{args.split}.jsonl") as f:
         for line in f:
             record = json.loads(line)
-            if record["family"] == "point_object":
+            if record["family"] in ("point_object", "presence"):
                 records[record["id"]] = record
-    scores: dict[str, list[list[float]]] = defaultdict(lambda: [[] for _ in args.answers])
+    pointing: dict[str, list[list[float]]] = defaultdict(lambda: [[] for _ in args.answers])
+    presence: dict[tuple[str, str], list[list[float]]] = defaultdict(lambda: [[] for _ in args.answers])
     for k, path in enumerate(args.answers):
         with gzip.open(path, "rt") as f:
             for line in f:
@@ -47,14 +57,22 @@ def main() -> None:
                 record = records.get(answer["id"])
                 if record is None:
                     continue
+                question = record["conversations"][0]["value"]
+                if record["family"] == "presence":
+                    truth = record["target"]
+                    presence[(presence_named(question), truth)][k].append(float(yesno_correct(answer["answer"], truth)))
+                    continue
                 mask = decode_png((args.data / record["target"]).read_bytes()) > 0
                 height, width = mask.shape
-                name = object_named(record["conversations"][0]["value"])
-                scores[name][k].append(point_score(parse_points(answer["answer"], width, height), mask))
-    print(f"{'object':24s} {'n':>4s} " + " ".join(f"{p.name[:24]:>24s}" for p in args.answers))
-    for name, per_model in sorted(scores.items(), key=lambda item: -len(item[1][0])):
-        print(f"{name:24s} {len(per_model[0]):4d} " + " ".join(f"{np.mean(s) if s else float('nan'):24.3f}" for s in per_model))
-
+                pointing[object_named(question)][k].append(point_score(parse_points(answer["answer"], width, height), mask))
+    header = " ".join(f"{p.name[:24]:>24s}" for p in args.answers)
+    print(f"{'pointing: object':32s} {'n':>4s} {header}")
+    for name, per_model in sorted(pointing.items(), key=lambda item: -len(item[1][0])):
+        print(f"{name:32s} {len(per_model[0]):4d} " + " ".join(f"{np.mean(s) if s else float('nan'):24.3f}" for s in per_model))
+    print(f"\n{'presence: object (truth)':32s} {'n':>4s} {header}")
+    for (name, truth), per_model in sorted(presence.items(), key=lambda item: (item[0][1] != "yes", item[0][0])):
+        print(f"{f'{name} ({truth})':32s} {len(per_model[0]):4d} "
+              + " ".join(f"{np.mean(s) if s else float('nan'):24.3f}" for s in per_model))
 
 if __name__ == "__main__":
     main()
