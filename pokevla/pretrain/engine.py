@@ -620,7 +620,8 @@ def _check_same_settings(root: Path, settings: dict) -> None:
         return
     stored = read_json(meta_path, DatasetError).get("generator")
     if isinstance(stored, dict):
-        stored = {"restyle": 0.0, "move_camera": 0.0, "scatter": 0.0, "recompose": 0.0, **stored}  # datasets from before these flags
+        # datasets from before these flags
+        stored = {"restyle": 0.0, "move_camera": 0.0, "scatter": 0.0, "recompose": 0.0, **stored}
     if stored != settings:
         changed = sorted(k for k in settings if not isinstance(stored, dict) or stored.get(k) != settings[k])
         raise DatasetError(f"{root} was generated with other settings ({', '.join(changed) or 'unreadable'} differ); "

@@ -623,7 +623,12 @@ def test_a_scattered_scene_is_built_from_its_layout_and_labels_its_distractors(t
 def test_a_recomposed_scene_lacks_what_it_dropped_and_labels_what_it_gained(monkeypatch):
     seen = []
     real_frame = engine.frame_from_env
-    monkeypatch.setattr(engine, "frame_from_env", lambda *args, **kwargs: seen.append(real_frame(*args, **kwargs)) or seen[-1])
+
+    def keep(*args, **kwargs):
+        seen.append(real_frame(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(engine, "frame_from_env", keep)
     job = engine.SceneJob("libero_90", 20, 8, "train", 64, False, 0, scatter=1.0, recompose=1.0)
     result = engine.run_scene(job)
     dropped, gained = result["layout"]["dropped"], result["layout"]["distractors"]
