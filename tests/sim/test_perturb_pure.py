@@ -240,7 +240,9 @@ def test_a_recomposed_bddl_loses_only_the_things_the_task_does_not_use():
                                                      "main_table", "wooden_cabinet_1"}
     assert "    akita_black_bowl_1 - akita_black_bowl\n" in lean and "heating_region" not in lean
     assert "top_region" in lean and "(:goal\n    (And (On akita_black_bowl_1 plate_1))" in lean
-    assert layout.plan_categories(text, 3, np.random.default_rng(1), layout.SCENE_OBJECT_CATEGORIES)
+    wide = layout.plan_categories(text, 3, np.random.default_rng(1), layout.SCENE_OBJECT_CATEGORIES)
+    assert len(set(wide)) == 3 and set(wide) <= set(layout.SCENE_OBJECT_CATEGORIES)
+    assert not set(wide) & {"akita_black_bowl", "plate", "milk"}  # never a category the scene holds
     with pytest.raises(ValueError, match="plate_1 cannot be dropped"):
         layout.scattered(text, drop=("plate_1",))  # the goal names it
 
