@@ -74,8 +74,9 @@ def main() -> None:
     except (CheckpointError, ConfigError) as e:
         raise SystemExit(str(e)) from None
     merge_adapters(model)
-    depths = {name: layers for names, layers in (("llm", args.language), ("dinov2 siglip", args.vision))
-              if layers is not None for name in names.split()}
+    depths = {"llm": args.language} if args.language is not None else {}
+    if args.vision is not None:
+        depths.update(dinov2=args.vision, siglip=args.vision)
     backbones, state = model.backbones, model.state_dict()
     for name, layers in depths.items():
         old = getattr(backbones, name).num_hidden_layers

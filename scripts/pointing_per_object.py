@@ -5,16 +5,17 @@ more answer files of the same records.
 
 DATA: a generated knowledge folder; SPLIT: the split the answers were scored on; ANSWERS: the answers
 files that `pokevla vlm eval --json` wrote (one per model). Prints one row per object: the number of
-questions, then each model's mean mask hit, scored by the rule `pokevla vlm eval` uses; then how far
-off the pointing answers are (a point near the mask is a localisation error, a point far away a
-recognition error); then one row per (object, yes/no truth) of the presence questions, with each
-model's accuracy. A model that
-answers presence from the scene's look rather than its objects says "no" to what is there.
+questions, then each model's mean mask hit, scored by the rule `pokevla vlm eval` uses. Then how far
+off the pointing answers land: near the mask is a localisation error, far away a guess, and on
+another object asked about in the same image a confusion. Then one row per (object, yes/no truth) of
+the presence questions, with each model's accuracy. A model that answers presence from the scene's
+look rather than its objects says "no" to what is there.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import re
@@ -49,6 +50,12 @@ def distance_to_mask(points: np.ndarray, mask: np.ndarray) -> float:
     inside = np.argwhere(mask)[:, ::-1]  # (m, 2) pixel (x, y)
     gaps = np.linalg.norm(np.floor(points)[:, None] - inside[None], axis=-1).min(axis=1)
     return float(gaps.mean()) / max(mask.shape)
+
+
+@functools.lru_cache(maxsize=None)
+def mask_file(path: Path) -> np.ndarray:
+    """The boolean mask (H, W) a record's target PNG holds; each file is read once."""
+    return decode_png(path.read_bytes()) > 0
 
 
 def on_mask(point: np.ndarray, mask: np.ndarray) -> bool:
@@ -90,14 +97,14 @@ def main() -> None:
                     truth = record["target"]
                     presence[(presence_named(question), truth)][k].append(float(yesno_correct(answer["answer"], truth)))
                     continue
-                mask = decode_png((args.data / record["target"]).read_bytes()) > 0
+                mask = mask_file(args.data / record["target"])
                 height, width = mask.shape
                 points = parse_points(answer["answer"], width, height)
                 named = object_named(question)
                 pointing[named][k].append(point_score(points, mask))
                 distances[k].append(distance_to_mask(np.asarray(points, dtype=float).reshape(-1, 2), mask))
                 on_another[k].append(len(points) > 0 and any(
-                    on_mask(points[0], decode_png((args.data / target).read_bytes()) > 0)
+                    on_mask(points[0], mask_file(args.data / target))
                     for other, target in masks_of[str(record["image"])].items() if other != named))
     header = " ".join(f"{p.name[:24]:>24s}" for p in args.answers)
     print(f"{'pointing: object':32s} {'n':>4s} {header}")
