@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from pokevla.common.errors import CheckpointError, ConfigError
+from pokevla.common.errors import CheckpointError
 from pokevla.model.backbones import describe
 from pokevla.model.lora import merge_adapters
-from pokevla.pretrain.transfer import check_init
 from pokevla.pretrain.vlm import PokeVLM
+from pokevla.train.checkpoints import resolve_model_dir
 
 # backbone -> (prefix of its layers in the state dict, the tensors of a copy that are zeroed)
 STACKS = {
@@ -69,9 +69,9 @@ def main() -> None:
     if args.language is None and args.vision is None:
         raise SystemExit("nothing to grow: give --language LAYERS and/or --vision LAYERS")
     try:
-        folder = Path(args.source) if (Path(args.source) / "config.json").is_file() else check_init(args.source, "tiny")
+        folder = resolve_model_dir(args.source)
         model = PokeVLM.from_pretrained(folder)
-    except (CheckpointError, ConfigError) as e:
+    except CheckpointError as e:
         raise SystemExit(str(e)) from None
     merge_adapters(model)
     depths = {"llm": args.language} if args.language is not None else {}

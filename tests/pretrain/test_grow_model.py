@@ -1,5 +1,6 @@
 """scripts/grow_model.py: deeper encoders and language model that start as the same function, and train on."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,14 @@ def test_a_depth_that_does_not_grow_is_one_line(stage1, tmp_path, args, message)
     assert not (tmp_path / "grown").exists()
 
 
-def test_a_source_that_is_not_stage_1_is_one_line(tmp_path):
+def test_a_source_that_is_not_a_stage_1_checkpoint_is_one_line(stage1, tmp_path):  # noqa: F811
     done = grow(tmp_path / "nowhere", tmp_path / "grown", "--vision", 2)
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1 and "nowhere" in done.stderr
+    policy = ckpt.last_checkpoint(stage1)
+    meta = json.loads((policy / "config.json").read_text())
+    del meta["model"]  # what a stage-2 policy's config.json looks like
+    (policy / "config.json").write_text(json.dumps(meta))
+    done = grow(stage1, tmp_path / "grown", "--vision", 2)
+    assert done.returncode != 0 and "is not a stage-1 PokeVLM checkpoint" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "grown").exists()
