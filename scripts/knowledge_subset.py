@@ -1,10 +1,12 @@
-"""Writes the records of some families of a generated knowledge split as a LLaVA JSON file, for
-`pokevla pretrain --data` (a pointing-only pilot, say).
+"""Writes the records of some families of a generated knowledge split as a LLaVA JSON file (or JSON
+lines, for OUT.jsonl), for `pokevla pretrain --data` or a `--mix` weight of its own (a pointing-only
+pilot, or more weight on grounding).
 
     python scripts/knowledge_subset.py DATA SPLIT FAMILY[,FAMILY] OUT.json
 
-OUT.json should lie in DATA, so that its image paths resolve against the folder as they do for the
-split itself. Prints the records kept per family.
+OUT should lie in DATA, so that its image paths resolve against the folder as they do for the split
+itself. Each record keeps its "family", so that `--augment-crop` crops the families it may crop.
+Prints the records kept per family.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from pokevla.common.io import write_json_atomic
+from pokevla.common.io import write_json_atomic, write_text_atomic
 
 
 def main() -> None:
@@ -30,12 +32,15 @@ def main() -> None:
         for line in f:
             record = json.loads(line)
             if record["family"] in wanted:
-                kept.append({key: record[key] for key in ("id", "image", "conversations")})
+                kept.append({key: record[key] for key in ("id", "image", "conversations", "family")})
                 counts[record["family"]] += 1
     missing = wanted - set(counts)
     if missing:
         raise SystemExit(f"{args.data / args.split}.jsonl has no record of {', '.join(sorted(missing))}")
-    write_json_atomic(args.out, kept)
+    if args.out.suffix == ".jsonl":
+        write_text_atomic(args.out, "".join(json.dumps(record) + "\n" for record in kept))
+    else:
+        write_json_atomic(args.out, kept)
     print(f"{len(kept)} records: {dict(counts)}")
 
 

@@ -29,6 +29,11 @@ class PretrainConfig(LoopConfig):
     init: str | None = field(default=None, metadata={
         "help": "start from this stage-1 run or checkpoint (its weights, backbones and tokenizer) with a new optimiser "
                 "and schedule: LLaVA's alignment then fine-tuning, or more pre-training on a new mixture"})
+    augment_crop: float = field(default=1.0, metadata={
+        "help": "least area fraction of a random crop of pointing and box records, answers rewritten to match "
+                "(e.g. 0.5; 1: no crop; see pokevla.pretrain.augment)"})
+    augment_color: float = field(default=0.0, metadata={
+        "help": "brightness / contrast / saturation jitter of every training image (e.g. 0.2; 0: none)"})
     steps: int = field(default=1000, metadata={"help": "optimiser steps"})
     lr: float = 2e-5
     warmup_ratio: float = field(default=0.03, metadata={"help": "fraction of steps of linear warm-up before the cosine decay"})
@@ -39,6 +44,10 @@ class PretrainConfig(LoopConfig):
         super().__post_init__()
         if self.data and self.mix:
             raise ConfigError("give --data or --mix, not both")
+        if not 0.1 <= self.augment_crop <= 1.0:
+            raise ConfigError(f"--augment-crop {self.augment_crop} is out of range; use 0.1-1 (1: no crop)")
+        if not 0.0 <= self.augment_color < 1.0:
+            raise ConfigError(f"--augment-color {self.augment_color} is out of range; use 0 (none) to below 1")
 
     def _minimums(self) -> dict[str, int]:
         return {"val_records": 0}

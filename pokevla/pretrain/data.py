@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pokevla.common.errors import ConfigError, DatasetError
+from pokevla.pretrain.augment import CROPPED_FAMILIES, Augment
 from pokevla.pretrain.chat import IGNORE, ChatFormat
 from pokevla.pretrain.formats import KnowledgeSource, MixSampler, open_source, parse_mix, read_source
 from pokevla.pretrain.records import record_images
@@ -62,17 +63,22 @@ class _Item:
     images: list[str]
     input_ids: np.ndarray
     labels: np.ndarray
+    family: str | None = None  # kept, with the turns, only for records an augmentation may crop
+    turns: list[dict] | None = None
 
 
 class ConversationDataset(Dataset):
     """The usable records of `sources`, source after source (`sizes`: how many each gave).
 
     chat: the model's `ChatFormat`; image_size: S; max_length: the longest sequence kept (tokens,
-    image placeholders included); limit: keep only the first `limit` records of each source (0: all)."""
+    image placeholders included); limit: keep only the first `limit` records of each source (0: all);
+    augment: the training set's augmentation (None: the images as stored)."""
 
     def __init__(self, sources: Sequence[KnowledgeSource], chat: ChatFormat, image_size: int, max_length: int,
-                 limit: int = 0, warn: Callable[[str], None] = _stderr):
+                 limit: int = 0, warn: Callable[[str], None] = _stderr, augment: Augment | None = None):
         self.image_size, self.pad_id, self.warn = image_size, chat.tokenizer.pad_token_id, warn
+        self.chat, self.augment = chat, augment if augment is not None and augment.active else None
+        crops = self.augment is not None and self.augment.crop_scale < 1.0
         self.items: list[_Item] = []
         self.sizes: list[int] = []
         self.skipped = 0
@@ -85,8 +91,10 @@ class ConversationDataset(Dataset):
                 if len(ids) > max_length:
                     self._skip(f"{where}: {len(ids)} tokens, more than llm.max_length {max_length}; record skipped")
                     continue
+                family = record.get("family") if crops and record.get("family") in CROPPED_FAMILIES else None
                 self.items.append(_Item(Path(record["root"]), where, images, np.asarray(ids, np.int64),
-                                        np.asarray(labels, np.int64)))
+                                        np.asarray(labels, np.int64), family,
+                                        record["conversations"] if family else None))
                 if limit and len(self.items) - before >= limit:
                     break
             self.sizes.append(len(self.items) - before)
@@ -121,7 +129,15 @@ class ConversationDataset(Dataset):
             except (OSError, UnidentifiedImageError, ValueError) as e:
                 self.warn(f"{item.where}: image {name} cannot be decoded ({e}); sample skipped")
                 return None
-        return {"input_ids": torch.from_numpy(item.input_ids), "labels": torch.from_numpy(item.labels),
+        input_ids, labels = item.input_ids, item.labels
+        if self.augment is not None:
+            # torch's generator: seeded by the run, and differently in each loader worker
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            images, turns = self.augment(images, item.turns, item.family, rng)
+            if turns is not item.turns:
+                ids, new_labels = self.chat.encode(turns, len(images))
+                input_ids, labels = np.asarray(ids, np.int64), np.asarray(new_labels, np.int64)
+        return {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
                 "pixel_values": image_pixels(images, self.image_size)}
 
     def collate(self, samples: list[dict | None]) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ import torch
 from pokevla.common.config import to_dict
 from pokevla.common.versions import machine, package_versions
 from pokevla.model.config import PokeVLAConfig
+from pokevla.pretrain.augment import Augment
 from pokevla.pretrain.config import PretrainConfig
 from pokevla.pretrain.data import (ConversationDataset, LengthGroupedSampler, held_out_batches, held_out_sources,
                                    open_sources)
@@ -70,7 +71,9 @@ class KnowledgeStage:
             model.load_checkpoint(last)
         # the data is tokenised with the model's own chat format and sized to its context
         c = model.config
-        self.dataset = ConversationDataset([s for s, _ in self.sources], model.chat, c.vision.image_size, c.llm.max_length)
+        augment = Augment(self.cfg.augment_crop, self.cfg.augment_color)
+        self.dataset = ConversationDataset([s for s, _ in self.sources], model.chat, c.vision.image_size, c.llm.max_length,
+                                           augment=augment)
         if self.val_sources:
             self.val_set = ConversationDataset(self.val_sources, model.chat, c.vision.image_size, c.llm.max_length,
                                                limit=self.cfg.val_records)

@@ -41,13 +41,15 @@ def test_pretrain_cli_trains_skips_a_bad_record_and_measures_the_held_out_loss(k
         f.write("{broken\n")
     run = tmp_path / "run"
     assert main(["pretrain", "--preset", "tiny", *SMALL_FLAGS, "--data", str(knowledge), "--out", str(run),
-                 "--steps", "4", "--batch-size", "2", "--save-every", "2", "--val-every", "2", "--lr", "1e-3"]) == 0
+                 "--steps", "4", "--batch-size", "2", "--save-every", "2", "--val-every", "2", "--lr", "1e-3",
+                 "--augment-crop", "0.5", "--augment-color", "0.1"]) == 0
     out, err = capsys.readouterr()
     assert f"{knowledge / 'train.jsonl'} line 5: not valid JSON; record skipped" in err
     assert "1 training record(s) skipped; 4 used" in err
     assert "pretrain:\n  out:" in out and f"  data: '{knowledge}'" in out and "held-out loss" in out
     info = json.loads((run / "run.json").read_text())
     assert info["pretrain"]["steps"] == 4 and info["model"]["preset"] == "tiny" and info["data"]["skipped"] == 1
+    assert (info["pretrain"]["augment_crop"], info["pretrain"]["augment_color"]) == (0.5, 0.1)
     assert [json.loads(line)["step"] for line in (run / "val.jsonl").read_text().splitlines()] == [2, 4]
     model = PokeVLM.from_pretrained(ckpt.last_checkpoint(run))
     assert model.trains == "llm" and isinstance(model.generate([], "Hello?", 3), str)
@@ -197,6 +199,8 @@ def test_the_qwen_path_pretrains_and_answers(knowledge, qwen_folder, tmp_path): 
     (["--lr", "0"], "--lr must be positive"),
     (["--data", "{tmp}/nowhere"], "knowledge source {tmp}/nowhere does not exist"),
     (["--mix", "{data}=1"], "give --data or --mix, not both"),
+    (["--augment-crop", "0.05"], "--augment-crop 0.05 is out of range; use 0.1-1"),
+    (["--augment-color", "1.5"], "--augment-color 1.5 is out of range"),
 ])
 def test_bad_pretrain_input_is_one_line_before_the_run_folder_exists(flags, text, knowledge, tmp_path, bad_input):  # noqa: F811
     run = tmp_path / "run"
