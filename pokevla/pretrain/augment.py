@@ -4,7 +4,8 @@ records, and colour jitter for all.
 Encoders trained from scratch on a few thousand rendered scenes learn the scenes' look: more steps
 on the same scenes raise pointing there and lower it on layouts never seen. A random crop moves and
 rescales the objects in the frame, so a point has to come from the object rather than from where such
-scenes put it. Only records whose answers stay exactly true in a crop are cropped: the families in
+scenes put it. (Measured in docs/benchmarks.md: on the tiny preset it did not raise pointing on the
+libero_goal layouts.) Only records whose answers stay exactly true in a crop are cropped: the families in
 `CROPPED_FAMILIES` of generated data (a named object's points and box; questions about other objects,
 counts or the whole scene could lose their subject), and only crops holding every answer point and
 box whole. Coordinates are then rewritten relative to the crop, in the records' 3-decimal format.
@@ -56,15 +57,13 @@ class Augment:
             return [image], turns
         for _ in range(CROP_TRIES):
             x0, y0, w, h = random_crop(self.crop_scale, rng)  # fractions of the image
+            left, top = int(round(x0 * width)), int(round(y0 * height))
+            right, bottom = int(round((x0 + w) * width)), int(round((y0 + h) * height))
+            # the kept pixels' fractions, so that coordinates map onto exactly those pixels
+            x0, y0, w, h = left / width, top / height, (right - left) / width, (bottom - top) / height
             if all(_inside(v, x0, y0, w, h) for v in tuples):
                 break
         else:
-            return [image], turns
-        left, top = int(round(x0 * width)), int(round(y0 * height))
-        right, bottom = int(round((x0 + w) * width)), int(round((y0 + h) * height))
-        # the pixel box's fractions, so that coordinates map onto exactly the pixels kept
-        x0, y0, w, h = left / width, top / height, (right - left) / width, (bottom - top) / height
-        if not all(_inside(v, x0, y0, w, h) for v in tuples):
             return [image], turns
         new_turns = [dict(t) for t in turns]
         for k, answer in enumerate(answers):
