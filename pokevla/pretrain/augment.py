@@ -39,11 +39,17 @@ class Augment:
     def active(self) -> bool:
         return self.crop_scale < 1.0 or self.color > 0.0
 
-    def __call__(self, images: list[np.ndarray], turns: list[dict] | None, family: str | None,
+    def may_crop(self, record: dict) -> bool:
+        """Whether a crop of `record` (a single-image record of a family in CROPPED_FAMILIES) keeps its
+        answers true."""
+        return self.crop_scale < 1.0 and record.get("family") in CROPPED_FAMILIES and isinstance(record.get("image"), str)
+
+    def __call__(self, images: list[np.ndarray], turns: list[dict] | None,
                  rng: np.random.Generator) -> tuple[list[np.ndarray], list[dict] | None]:
-        """uint8 images (H, W, 3) and the record's conversation -> augmented copies; `turns` comes back
-        rewritten when the image was cropped, unchanged (the same object) otherwise."""
-        if self.crop_scale < 1.0 and family in CROPPED_FAMILIES and len(images) == 1 and turns is not None:
+        """uint8 images (H, W, 3) and, for a record `may_crop` allows, its conversation (None for the
+        others) -> augmented copies; `turns` comes back rewritten when the image was cropped, unchanged
+        (the same object) otherwise."""
+        if turns is not None and len(images) == 1:
             images, turns = self._crop(images[0], turns, rng)
         if self.color > 0.0:
             images = [jitter_colour(image, self.color, rng) for image in images]

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pokevla.common.errors import ConfigError, DatasetError
-from pokevla.pretrain.augment import CROPPED_FAMILIES, Augment
+from pokevla.pretrain.augment import Augment
 from pokevla.pretrain.chat import IGNORE, ChatFormat
 from pokevla.pretrain.formats import KnowledgeSource, MixSampler, open_source, parse_mix, read_source
 from pokevla.pretrain.records import record_images
@@ -63,8 +63,7 @@ class _Item:
     images: list[str]
     input_ids: np.ndarray
     labels: np.ndarray
-    family: str | None = None  # kept, with the turns, only for records an augmentation may crop
-    turns: list[dict] | None = None
+    turns: list[dict] | None = None  # kept only for records the augmentation may crop
 
 
 class ConversationDataset(Dataset):
@@ -78,7 +77,6 @@ class ConversationDataset(Dataset):
                  limit: int = 0, warn: Callable[[str], None] = _stderr, augment: Augment | None = None):
         self.image_size, self.pad_id, self.warn = image_size, chat.tokenizer.pad_token_id, warn
         self.chat, self.augment = chat, augment if augment is not None and augment.active else None
-        crops = self.augment is not None and self.augment.crop_scale < 1.0
         self.items: list[_Item] = []
         self.sizes: list[int] = []
         self.skipped = 0
@@ -91,10 +89,9 @@ class ConversationDataset(Dataset):
                 if len(ids) > max_length:
                     self._skip(f"{where}: {len(ids)} tokens, more than llm.max_length {max_length}; record skipped")
                     continue
-                family = record.get("family") if crops and record.get("family") in CROPPED_FAMILIES else None
+                crop = self.augment is not None and self.augment.may_crop(record)
                 self.items.append(_Item(Path(record["root"]), where, images, np.asarray(ids, np.int64),
-                                        np.asarray(labels, np.int64), family,
-                                        record["conversations"] if family else None))
+                                        np.asarray(labels, np.int64), record["conversations"] if crop else None))
                 if limit and len(self.items) - before >= limit:
                     break
             self.sizes.append(len(self.items) - before)
@@ -133,7 +130,7 @@ class ConversationDataset(Dataset):
         if self.augment is not None:
             # torch's generator: seeded by the run, and differently in each loader worker
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
-            images, turns = self.augment(images, item.turns, item.family, rng)
+            images, turns = self.augment(images, item.turns, rng)
             if turns is not item.turns:
                 ids, new_labels = self.chat.encode(turns, len(images))
                 input_ids, labels = np.asarray(ids, np.int64), np.asarray(new_labels, np.int64)

@@ -33,7 +33,7 @@ def test_a_cropped_pointing_answer_still_lands_on_the_object():
     answer = format_points(points)
     augment, cropped = Augment(crop_scale=0.3), 0
     for seed in range(50):
-        (image,), new = augment([coordinate_image()], turns(answer), "point_object", np.random.default_rng(seed))
+        (image,), new = augment([coordinate_image()], turns(answer), np.random.default_rng(seed))
         left, top = int(image[0, 0, 0]), int(image[0, 0, 1])
         mask = MASK[top:top + image.shape[0], left:left + image.shape[1]]
         if new[1]["value"] == answer:  # no crop held every point: the whole image is kept
@@ -51,7 +51,7 @@ def test_a_cropped_box_is_the_objects_box_in_the_crop():
     box = (30 / WIDTH, 20 / HEIGHT, 50 / WIDTH, 35 / HEIGHT)
     augment = Augment(crop_scale=0.4)
     for seed in range(20):
-        (image,), new = augment([coordinate_image()], turns(format_box(box)), "box_object", np.random.default_rng(seed))
+        (image,), new = augment([coordinate_image()], turns(format_box(box)), np.random.default_rng(seed))
         left, top = int(image[0, 0, 0]), int(image[0, 0, 1])
         (x1, y1, x2, y2), = [v for v, _ in find_tuples(new[1]["value"])]
         h, w = image.shape[:2]
@@ -62,13 +62,17 @@ def test_records_whose_answers_a_crop_could_falsify_keep_the_whole_image():
     augment = Augment(crop_scale=0.3)
     image = coordinate_image()
     for family, answer in [("presence", "yes"), ("count", "2"), ("refer_anchor", "[(0.5, 0.5)]"), (None, "[(0.5, 0.5)]")]:
-        record_turns = turns(answer)
-        (out,), new = augment([image], record_turns, family, np.random.default_rng(0))
-        assert out is image and new is record_turns
+        record = {"family": family, "image": "f.png", "conversations": turns(answer)}
+        assert not augment.may_crop(record)
+        (out,), new = augment([image], None, np.random.default_rng(0))  # what the dataset passes for them
+        assert out is image and new is None
+    assert augment.may_crop({"family": "point_object", "image": "f.png"})
+    assert not Augment().may_crop({"family": "point_object", "image": "f.png"})  # cropping is off
     # two views, or a point on the border that no crop holds
-    views, _ = augment([image, image], turns("[(0.5, 0.5)]"), "point_object", np.random.default_rng(0))
+    assert not augment.may_crop({"family": "point_object", "image": ["a.png", "b.png"]})
+    views, _ = augment([image, image], turns("[(0.5, 0.5)]"), np.random.default_rng(0))
     assert all(v is image for v in views)
-    (out,), _ = augment([image], turns("[(0.000, 0.000), (0.999, 0.999)]"), "point_object", np.random.default_rng(0))
+    (out,), _ = augment([image], turns("[(0.000, 0.000), (0.999, 0.999)]"), np.random.default_rng(0))
     assert out is image
 
 
