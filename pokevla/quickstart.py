@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from pokevla.train import checkpoints as ckpt
     from pokevla.train.config import TrainConfig
     from pokevla.train.loop import train
+    from pokevla.train.runner import loss_summary
 
     # every stage's configuration is built (and checked) before the first one starts
     workers = args.workers or usable_cores()
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[2/4] training the tiny preset for {args.steps} steps" + (" (already done)" if done else ""))
     if not done:
         training = train(train_cfg, get_preset("tiny"), resume=ckpt.read_run(run_dir) is not None)
-        print(f"      loss {training['first_loss']:.3f} -> {training['final_metrics']['loss']:.3f}, {training['samples_per_s']} samples/s")
+        print(f"      {loss_summary(training)}, {training['samples_per_s']} samples/s")
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -63,6 +63,7 @@ def _train(args: argparse.Namespace) -> int:
     from pokevla.train import checkpoints as ckpt
     from pokevla.train.config import TrainConfig
     from pokevla.train.loop import train
+    from pokevla.train.runner import loss_summary
 
     run, model_cfg, train_cfg = run_configs(args, "train", TrainConfig, ("dataset",))
     if args.resume:
@@ -79,9 +80,8 @@ def _train(args: argparse.Namespace) -> int:
     print("model:\n" + format_config(model_cfg, 1))
     print("train:\n" + format_config(train_cfg, 1))
     summary = train(train_cfg, model_cfg, resume=args.resume)
-    print(f"step {summary['step']}: loss {summary['final_metrics'].get('loss', float('nan')):.4f} "
-          f"(first {summary['first_loss'] if summary['first_loss'] is not None else float('nan'):.4f}), "
-          f"{summary['samples_per_s']} samples/s; checkpoint {summary['checkpoint']}")
+    print(f"step {summary['step']}: {loss_summary(summary)}, {summary['samples_per_s']} samples/s; "
+          f"checkpoint {summary['checkpoint']}")
     return 0
 
 

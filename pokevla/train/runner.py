@@ -15,6 +15,7 @@ last checkpoint and every RNG is restored before the first step.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
@@ -34,6 +35,19 @@ from pokevla.common.io import append_jsonl, check_writable_dir, hold_dir, write_
 from pokevla.common.versions import usable_cores
 from pokevla.train import checkpoints as ckpt
 from pokevla.train.config import LoopConfig
+
+# Steps whose losses the run's summary averages, at its start and at its end: batches are grouped by
+# length, so one batch's loss swings with what that batch holds (short yes/no answers score far lower).
+LOSS_WINDOW = 20
+
+
+def loss_summary(summary: dict) -> str:
+    """The loss line of a run's summary: mean training loss over its last and its first LOSS_WINDOW steps."""
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    return (f"loss {shown(summary['last_loss'])} over the last {LOSS_WINDOW} steps "
+            f"(first {LOSS_WINDOW}: {shown(summary['first_loss'])})")
 
 
 class Stage(Protocol):
@@ -207,7 +221,8 @@ def fit(cfg: LoopConfig, ctx: Context, stage: Stage, resume: bool, progress: boo
     model.train()
     metrics: dict[str, float] = {}
     val_metrics: dict[str, float] = {}
-    first_loss = None
+    first_losses: list[float] = []
+    last_losses: collections.deque[float] = collections.deque(maxlen=LOSS_WINDOW)
     t_window, samples_window = time.perf_counter(), 0
     t_start, start_step = time.perf_counter(), step
     while step < cfg.steps:
@@ -229,7 +244,9 @@ def fit(cfg: LoopConfig, ctx: Context, stage: Stage, resume: bool, progress: boo
         step += 1
         samples_window += per_step
         metrics = {**sums, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]}
-        first_loss = first_loss if first_loss is not None else metrics["loss"]
+        if len(first_losses) < LOSS_WINDOW:
+            first_losses.append(metrics["loss"])
+        last_losses.append(metrics["loss"])
         if not math.isfinite(metrics["loss"]):
             raise PokeVLAError(f"the loss became {metrics['loss']} at step {step}; lower --lr or check the dataset")
         if ctx.rank != 0:
@@ -264,7 +281,9 @@ def fit(cfg: LoopConfig, ctx: Context, stage: Stage, resume: bool, progress: boo
     seconds = time.perf_counter() - t_start
     done_steps = step - start_step
     return {
-        "run": str(ctx.run), "step": step, "first_loss": first_loss, "final_metrics": metrics,
+        "run": str(ctx.run), "step": step, "final_metrics": metrics,
+        "first_loss": float(np.mean(first_losses)) if first_losses else None,  # means over LOSS_WINDOW steps
+        "last_loss": float(np.mean(last_losses)) if last_losses else None,
         "seconds": round(seconds, 1),
         "samples_per_s": round(done_steps * per_step / seconds, 2) if done_steps and seconds > 0 else None,
         "checkpoint": str(ckpt.last_checkpoint(ctx.run)) if ctx.rank == 0 else None,

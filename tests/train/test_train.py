@@ -52,6 +52,22 @@ def test_steps_change_weights_and_write_loadable_checkpoints(demos, tmp_path):
     assert (run / "tensorboard").is_dir()
 
 
+def test_the_summary_averages_the_first_and_last_steps_losses(demos, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from pokevla.train import runner
+
+    monkeypatch.setattr(runner, "LOSS_WINDOW", 2)
+    summary = loop.train(cfg(demos, tmp_path / "run"), get_preset("tiny"), resume=False, progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]  # one per step (log_every 1)
+    assert len(losses) == 4
+    assert summary["first_loss"] == pytest.approx(np.mean(losses[:2]), rel=1e-5)
+    assert summary["last_loss"] == pytest.approx(np.mean(losses[2:]), rel=1e-5)
+    assert runner.loss_summary(summary).startswith(f"loss {summary['last_loss']:.4f} over the last 2 steps")
+
+
 def test_resume_continues_at_the_right_step_with_the_same_data_order(demos, tmp_path, monkeypatch):
     loop.train(cfg(demos, tmp_path / "straight"), get_preset("tiny"), resume=False, progress=False)
 
