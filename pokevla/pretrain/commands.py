@@ -1,11 +1,16 @@
 """`pokevla pretrain` (stage 1: PokeVLM on world-knowledge conversations) and `pokevla vlm`
-(`init` an untrained baseline, `ask` one question, `eval` a split with the official scoring rules)."""
+(`init` an untrained baseline, `ask` one question, `eval` a split with the official scoring rules,
+`score` answers written earlier or by another model with the same rules)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from pathlib import Path
+
+
+REFERENCE_HELP = ("draw the baselines (chance, fixed answer per question) from the train split of these generated "
+                  "folders, the records the model trained on (default: from the scored records)")
 
 
 def register(subparsers) -> None:
@@ -49,8 +54,20 @@ def register(subparsers) -> None:
     evaluate.add_argument("--json", help="also write the scores and the answers to this file")
     evaluate.add_argument("--batch-size", type=int, default=16,
                           help="records answered together (greedy, left-padded: the same answers as one at a time)")
+    evaluate.add_argument("--reference", default="", metavar="DIR[,DIR]", help=REFERENCE_HELP)
     _generation_args(evaluate)
     evaluate.set_defaults(func=_eval)
+
+    score = sub.add_parser("score", help="score answers already written (by `vlm eval --json` or any model)")
+    score.add_argument("--answers", required=True,
+                       help='a `vlm eval --json` file, or JSON lines of {"id", "answer"[, "question"]} (.gz read '
+                            'too); an answer whose question differs from its record\'s is refused')
+    score.add_argument("--data", required=True, help="the generated knowledge folder the answers are to")
+    score.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
+    score.add_argument("--families", default="", help="score only these families (default: all answered)")
+    score.add_argument("--reference", default="", metavar="DIR[,DIR]", help=REFERENCE_HELP)
+    score.add_argument("--json", help="also write the scores to this file")
+    score.set_defaults(func=_score)
 
 
 def _generation_args(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +81,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from pokevla.common.errors import ConfigError
     from pokevla.pretrain.config import PretrainConfig
     from pokevla.pretrain.loop import pretrain
+    from pokevla.train.runner import loss_summary
     from pokevla.train.commands import run_configs
 
     _, model_cfg, cfg = run_configs(args, "pretrain", PretrainConfig, ("data", "mix"))
@@ -75,8 +93,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     print("pretrain:\n" + format_config(cfg, 1))
     summary = pretrain(cfg, model_cfg, resume=args.resume)
     val = summary["val"].get("val/loss")
-    print(f"step {summary['step']}: loss {summary['final_metrics'].get('loss', float('nan')):.4f} "
-          f"(first {summary['first_loss'] if summary['first_loss'] is not None else float('nan'):.4f})"
+    print(f"step {summary['step']}: {loss_summary(summary)}"
           + (f", held-out loss {val:.4f}" if val is not None else "") + f"; checkpoint {summary['checkpoint']}")
     return 0
 
@@ -157,16 +174,16 @@ def _eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pokevla.common.config import require_at_least
-    from pokevla.common.io import check_writable_file, write_json_atomic
+    from pokevla.common.io import check_writable_file
     from pokevla.pretrain.formats import load_source, open_source
     from pokevla.pretrain.records import record_images
-    from pokevla.pretrain.scoring import format_table, score_records
 
     _check_generation(args)
     require_at_least({"--limit": (args.limit, 0), "--batch-size": (args.batch_size, 1)})
     if args.json:
         check_writable_file(args.json, "--json")
     source = open_source(args.data, args.split)
+    references = _reference_sources(args.reference)
     loaded = load_source(source, on_skip=lambda line: print(line, file=sys.stderr))
     records = _of_families(loaded.records, args.families, source.path)
     records = records[:args.limit] if args.limit else records
@@ -176,15 +193,129 @@ def _eval(args: argparse.Namespace) -> int:
         for start in range(0, len(records), args.batch_size):
             batch = records[start:start + args.batch_size]
             items = [([_read_image(Path(r["root"]) / p, f"{source.path} record {r['id']}: image {p}")
-                       for p in record_images(r)], r["conversations"][0]["value"]) for r in batch]
+                       for p in record_images(r)], _question(r)) for r in batch]
             answers += model.generate_batch(items, args.max_new_tokens)
             bar.update(len(batch))
-    result = score_records(records, answers, source.root)
+    _report(args, source, loaded.skipped, records, answers, references, {"checkpoint": args.checkpoint},
+            {"answers": [{"id": r["id"], "question": _question(r), "answer": a} for r, a in zip(records, answers)]})
+    return 0
+
+
+def _report(args: argparse.Namespace, source, skipped: int, records: list[dict], answers: list[str],
+            references: list, origin: dict, extra: dict | None = None) -> None:
+    """Scores `answers` to `records` (baselines from the `references` sources' records, if any), prints the
+    table and, with --json, writes it with `origin` and `extra`."""
+    import sys
+
+    from pokevla.common.io import write_json_atomic
+    from pokevla.pretrain.scoring import format_table, score_records
+
+    reference = _reference_records(references, {r["family"] for r in records if "family" in r})
+    result = score_records(records, answers, source.root, reference)
     print(format_table(result))
-    if loaded.skipped:
-        print(f"{loaded.skipped} record(s) of {source.path} skipped", file=sys.stderr)
+    if skipped:
+        print(f"{skipped} record(s) of {source.path} skipped", file=sys.stderr)
     if args.json:
-        write_json_atomic(args.json, {"checkpoint": args.checkpoint, "data": str(source.path), "split": args.split,
-                                      "result": result, "skipped": loaded.skipped,
-                                      "answers": [{"id": r["id"], "answer": a} for r, a in zip(records, answers)]})
+        write_json_atomic(args.json, {**origin, "data": str(source.path), "split": args.split,
+                                      "reference": [str(s.path) for s in references],
+                                      "result": result, "skipped": skipped, **(extra or {})})
+
+
+def _reference_sources(spec: str) -> list:
+    """The train splits of the comma-separated --reference folders (opened, so a wrong one fails at once)."""
+    from pokevla.pretrain.formats import open_source
+
+    return [open_source(folder.strip(), "train") for folder in spec.split(",") if folder.strip()]
+
+
+def _reference_records(sources: list, families: set[str]) -> list[dict] | None:
+    """The records of the --reference `sources` in `families` (None without --reference)."""
+    import sys
+
+    from pokevla.pretrain.formats import load_source
+
+    if not sources:
+        return None
+    records: list[dict] = []
+    for source in sources:
+        loaded = load_source(source, on_skip=lambda line: print(line, file=sys.stderr))
+        records += [r for r in loaded.records if r.get("family") in families]
+    return records
+
+
+def _question(record: dict) -> str:
+    return record["conversations"][0]["value"]
+
+
+def _read_answers(path: str) -> dict[str, dict]:
+    """id -> {"id", "answer"[, "question"]}, from a `vlm eval --json` file or JSON lines of such rows
+    (gzipped or not)."""
+    import gzip
+    import json
+
+    from pokevla.common.errors import DatasetError
+
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt") as f:
+            text = f.read()
+    except (OSError, EOFError, ValueError) as e:  # ValueError: not UTF-8 text
+        raise DatasetError(f"--answers {path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None  # JSON lines (or broken, said below)
+    if isinstance(whole, dict) and isinstance(whole.get("answers"), list):
+        rows, where = list(enumerate(whole["answers"], 1)), "answer"
+    else:
+        rows, where = [], "line"
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append((number, json.loads(line)))
+                except json.JSONDecodeError:
+                    raise DatasetError(f"--answers {path} line {number}: not valid JSON") from None
+    answers: dict[str, dict] = {}
+    for number, row in rows:
+        if not (isinstance(row, dict) and isinstance(row.get("id"), str) and isinstance(row.get("answer"), str)
+                and isinstance(row.get("question", ""), str)):
+            raise DatasetError(f'--answers {path}: {where} {number} is not {{"id": str, "answer": str}} '
+                               '(with an optional "question": str)')
+        if row["id"] in answers:
+            raise DatasetError(f"--answers {path}: record {row['id']!r} is answered twice")
+        answers[row["id"]] = row
+    if not answers:
+        raise DatasetError(f"--answers {path} holds no answer")
+    return answers
+
+
+def _score(args: argparse.Namespace) -> int:
+    import sys
+
+    from pokevla.common.errors import DatasetError
+    from pokevla.common.io import check_writable_file
+    from pokevla.pretrain.formats import load_source, open_source
+
+    if args.json:
+        check_writable_file(args.json, "--json")
+    answers = _read_answers(args.answers)
+    source = open_source(args.data, args.split)
+    references = _reference_sources(args.reference)
+    loaded = load_source(source, on_skip=lambda line: print(line, file=sys.stderr))
+    known = {r["id"] for r in loaded.records}
+    stray = [i for i in answers if i not in known]
+    if stray:
+        raise DatasetError(f"--answers {args.answers}: {len(stray)} answer(s) to records {source.path} does not hold "
+                           f"(first: {stray[0]!r}); give the --data and --split they were written for")
+    answered = [r for r in loaded.records if r["id"] in answers]
+    records = _of_families(answered, args.families, f"the answered records of {source.path}")
+    for record in records:  # ids repeat when a folder is generated again: its questions may not
+        asked = answers[record["id"]].get("question")
+        if asked is not None and asked != _question(record):
+            raise DatasetError(f"--answers {args.answers}: record {record['id']!r} was answered for another question "
+                               f"({asked!r}; {source.path} asks {_question(record)!r}): give the data they were "
+                               "written for")
+    print(f"{len(records)} answered record(s) of {len(loaded.records)} in {source.path}", file=sys.stderr)
+    _report(args, source, loaded.skipped, records, [answers[r["id"]]["answer"] for r in records], references,
+            {"answers_file": args.answers})
     return 0

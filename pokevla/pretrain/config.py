@@ -34,6 +34,9 @@ class PretrainConfig(LoopConfig):
                 "(e.g. 0.5; 1: no crop; see pokevla.pretrain.augment)"})
     augment_color: float = field(default=0.0, metadata={
         "help": "brightness / contrast / saturation jitter of every training image (e.g. 0.2; 0: none)"})
+    patch_names: float = field(default=0.0, metadata={
+        "help": "weight of the auxiliary loss naming the object under each image patch, from the point_object "
+                "masks (e.g. 0.5; 0: off; see pokevla.pretrain.patch_names)"})
     steps: int = field(default=1000, metadata={"help": "optimiser steps"})
     lr: float = 2e-5
     warmup_ratio: float = field(default=0.03, metadata={"help": "fraction of steps of linear warm-up before the cosine decay"})
@@ -46,6 +49,8 @@ class PretrainConfig(LoopConfig):
             raise ConfigError("give --data or --mix, not both")
         if not 0.1 <= self.augment_crop <= 1.0:
             raise ConfigError(f"--augment-crop {self.augment_crop} is out of range; use 0.1-1 (1: no crop)")
+        if self.patch_names < 0:
+            raise ConfigError(f"--patch-names {self.patch_names} is negative; use a weight >= 0 (0: off)")
         if not 0.0 <= self.augment_color < 1.0:
             raise ConfigError(f"--augment-color {self.augment_color} is out of range; use 0 (none) to below 1")
 

@@ -8,9 +8,11 @@ images are missing and one longer than the context are skipped with one line nam
 record, and counted. An image that turns out undecodable when it is loaded drops its sample from the
 batch, with the same kind of line.
 
-    sample: input_ids, labels int64 (L,), pixel_values float32 (n_images, 3, S, S)
+    sample: input_ids, labels int64 (L,), pixel_values float32 (n_images, 3, S, S),
+            with patch naming also patch_labels int64 (n_images, G * G) (`patch_names.py`)
     batch:  input_ids, labels, attention_mask int64 (B, L_max) right-padded (labels -100 there),
-            pixel_values float32 (M, 3, S, S), every image of the batch in placeholder order
+            pixel_values float32 (M, 3, S, S), every image of the batch in placeholder order,
+            with patch naming also patch_labels int64 (M, G * G)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pokevla.common.errors import ConfigError, DatasetError
 from pokevla.pretrain.augment import Augment
 from pokevla.pretrain.chat import IGNORE, ChatFormat
 from pokevla.pretrain.formats import KnowledgeSource, MixSampler, open_source, parse_mix, read_source
+from pokevla.pretrain.patch_names import PatchNames
 from pokevla.pretrain.records import record_images
 from pokevla.pretrain.vlm import image_pixels
 from pokevla.train.data import EpochSampler
@@ -71,15 +74,22 @@ class ConversationDataset(Dataset):
 
     chat: the model's `ChatFormat`; image_size: S; max_length: the longest sequence kept (tokens,
     image placeholders included); limit: keep only the first `limit` records of each source (0: all);
-    augment: the training set's augmentation (None: the images as stored)."""
+    augment: the training set's augmentation (None: the images as stored); name_patches: label each
+    sample's first image with the names of the objects under its G x G patches, G = `name_patches`
+    (0: no labels; `names` then holds the index the labels come from)."""
 
     def __init__(self, sources: Sequence[KnowledgeSource], chat: ChatFormat, image_size: int, max_length: int,
-                 limit: int = 0, warn: Callable[[str], None] = _stderr, augment: Augment | None = None):
+                 limit: int = 0, warn: Callable[[str], None] = _stderr, augment: Augment | None = None,
+                 name_patches: int = 0):
         self.image_size, self.pad_id, self.warn = image_size, chat.tokenizer.pad_token_id, warn
         self.chat, self.augment = chat, augment if augment is not None and augment.active else None
         self.items: list[_Item] = []
         self.sizes: list[int] = []
+        self.grid = name_patches
+        kept: list[dict] = []  # the records patch names are drawn from
         self.skipped = 0
+        self.too_long = 0  # of the skipped: longer than max_length
+        self.max_length = max_length
         for source in sources:
             before = len(self.items)
             for record in read_source(source, on_skip=self._skip):
@@ -88,15 +98,28 @@ class ConversationDataset(Dataset):
                 where = f"{source.path} record {record['id']}"
                 if len(ids) > max_length:
                     self._skip(f"{where}: {len(ids)} tokens, more than llm.max_length {max_length}; record skipped")
+                    self.too_long += 1
                     continue
                 crop = self.augment is not None and self.augment.may_crop(record)
                 self.items.append(_Item(Path(record["root"]), where, images, np.asarray(ids, np.int64),
                                         np.asarray(labels, np.int64), record["conversations"] if crop else None))
+                if name_patches and record.get("family") == "point_object":
+                    kept.append(record)
                 if limit and len(self.items) - before >= limit:
                     break
             self.sizes.append(len(self.items) - before)
             if self.sizes[-1] == 0:
                 raise DatasetError(f"{source.path} has no usable record ({self.skipped} skipped so far)")
+        self.names = PatchNames.from_records(kept) if name_patches else None
+        if self.names is not None and not self.names.names:
+            raise DatasetError("patch naming needs generated point_object records (`pokevla generate knowledge`); "
+                               "the data has none: drop --patch-names")
+
+    def skip_summary(self, what: str) -> str:
+        """One line: how many `what` records were skipped and used, and how to keep the over-long ones."""
+        long = (f" ({self.too_long} longer than llm.max_length {self.max_length}: a larger --llm.max-length "
+                "keeps them)") if self.too_long else ""
+        return f"{self.skipped} {what} record(s) skipped{long}; {len(self)} used"
 
     def _skip(self, line: str) -> None:
         self.skipped += 1
@@ -127,15 +150,24 @@ class ConversationDataset(Dataset):
                 self.warn(f"{item.where}: image {name} cannot be decoded ({e}); sample skipped")
                 return None
         input_ids, labels = item.input_ids, item.labels
+        cropped = False
         if self.augment is not None:
             # torch's generator: seeded by the run, and differently in each loader worker
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
             images, turns = self.augment(images, item.turns, rng)
-            if turns is not item.turns:
+            cropped = turns is not item.turns
+            if cropped:
                 ids, new_labels = self.chat.encode(turns, len(images))
                 input_ids, labels = np.asarray(ids, np.int64), np.asarray(new_labels, np.int64)
-        return {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
-                "pixel_values": image_pixels(images, self.image_size)}
+        sample = {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
+                  "pixel_values": image_pixels(images, self.image_size)}
+        if self.names is not None:
+            named = torch.full((len(images), self.grid ** 2), IGNORE, dtype=torch.long)
+            first = None if cropped or not images else self.names.labels(item.root / item.images[0], self.grid)
+            if first is not None:  # a cropped image no longer matches its masks
+                named[0] = torch.from_numpy(first)
+            sample["patch_labels"] = named
+        return sample
 
     def collate(self, samples: list[dict | None]) -> dict[str, torch.Tensor]:
         """Samples -> a right-padded batch (the module docstring); undecodable samples are left out."""
@@ -149,8 +181,11 @@ class ConversationDataset(Dataset):
         for row, s in enumerate(samples):
             n = len(s["input_ids"])
             input_ids[row, :n], labels[row, :n], attention_mask[row, :n] = s["input_ids"], s["labels"], 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
-                "pixel_values": torch.cat([s["pixel_values"] for s in samples])}
+        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
+                 "pixel_values": torch.cat([s["pixel_values"] for s in samples])}
+        if self.names is not None:
+            batch["patch_labels"] = torch.cat([s["patch_labels"] for s in samples])
+        return batch
 
 
 class LengthGroupedSampler(EpochSampler):

@@ -33,6 +33,7 @@ DISTANCE_MARGIN = 0.05  # metres between two distances for "closer" / "nearest" 
 GRASP_RADIUS = 0.02  # metres around the expert's grasp point that count as the grasp region
 NEGATIVE_SUCCESS_SHARE = 0.25  # most frames of a rollout precede success: keep 1 in 4 of them
 MAX_PER_FRAME = 3  # questions of one family on one frame (objects or pairs drawn at random)
+POINT_OBJECT_PHRASINGS = ("Point to the {}.", "Where is the {}?", "Locate the {} in the image.")
 
 Make = Callable[[Frame, np.random.Generator], list[dict]]
 
@@ -156,8 +157,7 @@ def point_object(frame: Frame, rng: np.random.Generator) -> list[dict]:
     for k, obj in enumerate(_some(rng, frame.named())):
         mask = frame.mask(obj)
         points = _some_points(mask, rng)
-        question = str(rng.choice([f"Point to the {obj.label}.", f"Where is the {obj.label}?",
-                                   f"Locate the {obj.label} in the image."]))
+        question = str(rng.choice(POINT_OBJECT_PHRASINGS)).format(obj.label)
         out.append(_point_record(frame, "point_object", k, question, mask, points))
     return out
 

@@ -67,18 +67,21 @@ class KnowledgeStage:
             model = self._build_from_stage1(last)
         else:
             model = PokeVLM(self.model_cfg, self.cfg.train)
-        if last is not None:
-            model.load_checkpoint(last)
         # the data is tokenised with the model's own chat format and sized to its context
         c = model.config
         augment = Augment(self.cfg.augment_crop, self.cfg.augment_color)
         self.dataset = ConversationDataset([s for s, _ in self.sources], model.chat, c.vision.image_size, c.llm.max_length,
-                                           augment=augment)
+                                           augment=augment, name_patches=c.grid if self.cfg.patch_names else 0)
+        if self.dataset.names is not None:  # the head's classes are the names the data holds
+            model.add_patch_head(self.dataset.names.names)
+            model.patch_weight = self.cfg.patch_names
+        if last is not None:
+            model.load_checkpoint(last)
         if self.val_sources:
             self.val_set = ConversationDataset(self.val_sources, model.chat, c.vision.image_size, c.llm.max_length,
                                                limit=self.cfg.val_records)
         if self.dataset.skipped:
-            print(f"{self.dataset.skipped} training record(s) skipped; {len(self.dataset)} used", file=sys.stderr)
+            print(self.dataset.skip_summary("training"), file=sys.stderr)
         return model.to(device)
 
     def _build_from_stage1(self, last: Path | None) -> PokeVLM:
@@ -109,7 +112,8 @@ class KnowledgeStage:
         return iter(loader)
 
     def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
-        return {"loss": f"{metrics['loss']:.4f}"}
+        shown = {"loss": f"{metrics['loss']:.4f}"}
+        return {**shown, "patch": f"{metrics['patch_loss']:.3f}"} if "patch_loss" in metrics else shown
 
     def after_save(self, saved: Path, step: int) -> None:
         """A stage-1 checkpoint is the model folder and the trainer state: nothing to add."""

@@ -22,6 +22,16 @@ Each answer type (records.ANSWER_TYPES) has one rule, the one its public benchma
               which is also the score of an answer without a point.
     text      exact match after normalisation (case, surrounding spaces and punctuation).
 
+Beside each score stand two baselines that never look at the image. `chance` is a blind guess: a
+uniformly random point, the whole image as the box, the majority answer, the median distance, the mean
+trace. `fixed` answers every asking of one question (its exact text) with one answer: the mean centre of
+the objects the question points to, the mean of its boxes, its majority answer, its median distance, its
+mean trace. Both are drawn from reference records: by default the scored set itself, or the records a
+model trained on (`vlm eval --reference`). Drawn from the scored set, `fixed` shows how much a set's
+layouts repeat: where its scenes share one layout, a fixed answer scores well. Drawn from the training
+records, it is what a model that learnt where things usually stand scores without looking; a model that
+does not beat it shows no reading of the image.
+
 A reasoning answer that chains steps and ends in `A: ...` (RefSpatial) is judged on the text after its
 last `A:`, so the intermediate points of its steps do not count.
 
@@ -33,7 +43,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -41,6 +51,7 @@ import numpy as np
 
 from pokevla.common.errors import DatasetError
 from pokevla.data.lerobot import decode_png
+from pokevla.pretrain.records import IMAGE_TAG
 
 IOU_HIT = 0.5
 DISTANCE_TOLERANCE = 0.25
@@ -225,17 +236,19 @@ class _Context:
 
     def __init__(self, root: Path):
         self.root = root
-        self._masks: dict[str, np.ndarray] = {}
+        self._masks: dict[Path, np.ndarray] = {}
 
-    def mask(self, path: str) -> np.ndarray:
-        """(H, W) bool, nonzero pixels of the PNG (any colour channel of a colour PNG) = inside."""
-        if path not in self._masks:
+    def mask(self, path: str, root: str | Path | None = None) -> np.ndarray:
+        """(H, W) bool, nonzero pixels of the PNG (any colour channel of a colour PNG) = inside; `path` is
+        relative to `root` (default: the scored records' root)."""
+        full = (self.root if root is None else Path(root)) / path
+        if full not in self._masks:
             try:
-                array = decode_png((self.root / path).read_bytes())
+                array = decode_png(full.read_bytes())
             except OSError as e:
-                raise DatasetError(f"cannot read the mask {self.root / path}: {e.strerror or e}") from None
-            self._masks[path] = array[..., :3].any(axis=-1) if array.ndim == 3 else array != 0
-        return self._masks[path]
+                raise DatasetError(f"cannot read the mask {full}: {e.strerror or e}") from None
+            self._masks[full] = array[..., :3].any(axis=-1) if array.ndim == 3 else array != 0
+        return self._masks[full]
 
     def image_size(self, record: dict) -> tuple[int, int]:
         """(width, height) of the record's first image (read from its header only)."""
@@ -356,6 +369,58 @@ def _chance(answer_type: str, records: list[dict], reference: list[dict], ctx: _
     return float(np.mean([judge(guess, r, ctx)[0] for r in records]))
 
 
+def _question(record: dict) -> str:
+    """The text of a record's first question, without its image tag ("" for a record without one)."""
+    turns = record.get("conversations") or [{}]
+    return str(turns[0].get("value", "")).replace(IMAGE_TAG, "").strip()
+
+
+def _mask_centre(mask: np.ndarray) -> np.ndarray:
+    """(2,) the mean (x, y) of a mask's pixels, normalised to [0, 1] (the image centre for an empty mask)."""
+    rows, cols = np.nonzero(mask)
+    if not len(rows):
+        return np.array([0.5, 0.5])
+    return np.array([(cols.mean() + 0.5) / mask.shape[1], (rows.mean() + 0.5) / mask.shape[0]])
+
+
+def _fixed_scores(answer_type: str, records: list[dict], reference: list[dict], ctx: _Context) -> list[float]:
+    """Per record, the score of answering its question with the one answer that `reference` fixes for that
+    question text (see the module's docstring): what a blind model that had learnt the layouts of
+    `reference` would score. A question `reference` never asks gets the answer fixed over all of it."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in reference:
+        groups[_question(r)].append(r)
+    fixed: dict[str, Any] = {}
+
+    def answer_for(question: str) -> Any:
+        if question not in fixed:
+            group = groups.get(question) or reference
+            if answer_type == "point":
+                x, y = np.mean([_mask_centre(ctx.mask(r["target"], r.get("root"))) for r in group], axis=0)
+                fixed[question] = f"[({x:.3f}, {y:.3f})]"
+            elif answer_type == "box":
+                box = np.mean([r["target"] for r in group], axis=0)
+                fixed[question] = "[({:.3f}, {:.3f}, {:.3f}, {:.3f})]".format(*box)
+            elif answer_type == "distance":
+                fixed[question] = statistics.median(r["target"] for r in group)
+            elif answer_type == "trace":
+                fixed[question] = np.mean([resample_trace(np.asarray(r["target"])) for r in group], axis=0)
+            else:
+                fixed[question] = str(_majority_target(group, answer_type))
+        return fixed[question]
+
+    scores = []
+    for r in records:
+        answer = answer_for(_question(r))
+        if answer_type == "distance":
+            scores.append(relative_error(answer, r["target"]))
+        elif answer_type == "trace":
+            scores.append(trace_distance(answer, np.asarray(r["target"])))
+        else:
+            scores.append(_JUDGES[answer_type][1](answer, r, ctx)[0])
+    return scores
+
+
 def _family_types(records: list[dict]) -> dict[str, str]:
     """family -> answer_type, checking that every record can be scored and each family has one type."""
     types: dict[str, str] = {}
@@ -373,11 +438,11 @@ def score_records(records: list[dict], answers: list[str], root: Path,
                   reference: list[dict] | None = None) -> dict:
     """Scores `answers[i]` against `records[i]`, per family.
 
-    `root`: where the records' mask and image paths resolve. `reference`: the records the chance
-    baselines are drawn from (the training split; default: `records` themselves).
-    Returns {"families": {family: {"answer_type", "metric", "n", "score", "chance", "higher_is_better"}},
-    "unparseable": {family: count}}; a distance family also has "within_25" and "within_25_chance"
-    (fractions of relative errors <= 25%).
+    `root`: where the records' mask and image paths resolve. `reference`: the records the baselines are
+    drawn from (the training split, each with its "root"; default: `records` themselves).
+    Returns {"families": {family: {"answer_type", "metric", "n", "score", "chance", "fixed", "higher_is_better"}},
+    "unparseable": {family: count}}; a distance family also has "within_25", "within_25_chance" and
+    "within_25_fixed" (fractions of relative errors <= 25%).
     """
     if len(records) != len(answers):
         raise ValueError(f"{len(records)} records but {len(answers)} answers")
@@ -389,30 +454,36 @@ def score_records(records: list[dict], answers: list[str], root: Path,
         pairs = [(r, a) for r, a in zip(records, answers) if r["family"] == family]
         members = [r for r, _ in pairs]
         pool = members if reference is None else [r for r in reference if r["family"] == family]
-        if not pool and answer_type not in ("point", "box"):  # those baselines need no training targets
-            raise DatasetError(f"the reference records have no record of family {family!r} for its baseline")
+        if not pool:
+            raise DatasetError(f"the reference records have no record of family {family!r} for its baselines")
         metric, judge = _JUDGES[answer_type]
         judged = [judge(final_answer(a), r, ctx) for r, a in pairs]
         scores = [s for s, _ in judged]
+        fixed = _fixed_scores(answer_type, members, pool, ctx)
         entry = {"answer_type": answer_type, "metric": metric, "n": len(pairs), "score": float(np.mean(scores)),
-                 "chance": _chance(answer_type, members, pool, ctx),
+                 "chance": _chance(answer_type, members, pool, ctx), "fixed": float(np.mean(fixed)),
                  "higher_is_better": answer_type not in LOWER_IS_BETTER}
         if answer_type == "distance":
-            entry["within_25"] = float(np.mean([s <= DISTANCE_TOLERANCE for s in scores]))
-            entry["within_25_chance"] = float(np.mean([e <= DISTANCE_TOLERANCE
-                                                       for e in _median_errors(members, pool)]))
+            def within(errors: list[float]) -> float:
+                return float(np.mean([e <= DISTANCE_TOLERANCE for e in errors]))
+
+            entry["within_25"] = within(scores)
+            entry["within_25_chance"] = within(_median_errors(members, pool))
+            entry["within_25_fixed"] = within(fixed)
         result["families"][family] = entry
         result["unparseable"][family] = sum(not parsed for _, parsed in judged)
     return result
 
 
 def format_table(result: dict) -> str:
-    """A Markdown table of `score_records`' result: family, metric, n, score, chance (a distance family
-    takes two rows: the mean relative error, lower is better, and the accuracy within 25%)."""
-    lines = ["| family | metric | n | score | chance |", "|---|---|---:|---:|---:|"]
+    """A Markdown table of `score_records`' result: family, metric, n, score, chance, fixed answer per
+    question (a distance family takes two rows: the mean relative error, lower is better, and the
+    accuracy within 25%)."""
+    lines = ["| family | metric | n | score | chance | fixed answer per question |", "|---|---|---:|---:|---:|---:|"]
     for family, e in result["families"].items():
         metric = e["metric"] if e["higher_is_better"] else f"{e['metric']} (lower is better)"
-        lines.append(f"| {family} | {metric} | {e['n']} | {e['score']:.3f} | {e['chance']:.3f} |")
+        lines.append(f"| {family} | {metric} | {e['n']} | {e['score']:.3f} | {e['chance']:.3f} | {e['fixed']:.3f} |")
         if "within_25" in e:
-            lines.append(f"| {family} | within 25% | {e['n']} | {e['within_25']:.3f} | {e['within_25_chance']:.3f} |")
+            lines.append(f"| {family} | within 25% | {e['n']} | {e['within_25']:.3f} | {e['within_25_chance']:.3f} "
+                         f"| {e['within_25_fixed']:.3f} |")
     return "\n".join(lines)

@@ -13,9 +13,12 @@ What trains (`train`): "projector" (LLaVA's alignment), "llm" (projector + the w
 too). The encoders stay frozen otherwise, as in Prismatic. The `<SEG>` and action-query embeddings the
 language module holds belong to stage 2: unused and frozen here, and never handed over.
 
+A run with patch naming (`pokevla.pretrain.patch_names`) adds `patch_head`, a linear layer naming the
+object under each vision patch, and its names; it serves that auxiliary loss only.
+
 A checkpoint is one folder (`pokevla.model.checkpoint.save_folder`): config.json (with "model":
-"pokevlm" and what trained), backbones.json, model.safetensors and the tokenizer with its chat
-template.
+"pokevlm", what trained and the patch names, if any), backbones.json, model.safetensors and the
+tokenizer with its chat template.
 """
 
 from __future__ import annotations
@@ -81,15 +84,24 @@ class PokeVLM(nn.Module):
         apply_finetune(self.vision, "full" if train == "all" else "frozen", config.lora)
         apply_finetune(self.language.llm, LLM_MODE[train], config.lora)
         self.chat = ChatFormat(self.tokenizer, self.token_ids.image, config.grid ** 2)
+        self.patch_names: list[str] = []
+        self.patch_head: nn.Linear | None = None
+        self.patch_weight = 0.0  # the auxiliary loss's weight: a training setting, set by the run
+
+    def add_patch_head(self, names: Sequence[str]) -> None:
+        """A fresh head naming the object under each patch: class k + 1 is names[k] (0 is never a label)."""
+        self.patch_names = list(names)
+        self.patch_head = nn.Linear(self.vision.out_dim, len(self.patch_names) + 1).to(self.device)
 
     @property
     def device(self) -> torch.device:
         return self.projector.net[0].weight.device
 
-    def embed(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    def embed(self, pixels: torch.Tensor, input_ids: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """pixels (M, 3, S, S), input_ids (B, L) with N placeholders per image -> input embeddings (B, L, d).
 
-        The images' patches fill the placeholders in reading order (row by row), M * N of them."""
+        The images' patches fill the placeholders in reading order (row by row), M * N of them.
+        features: the vision encoders' (M, N, D) output for `pixels`, when already computed."""
         table = self.language.llm.get_input_embeddings()
         is_image = input_ids == self.token_ids.image
         embeds = table(input_ids.masked_fill(is_image, self.token_ids.pad))  # placeholders have no row in the table
@@ -98,21 +110,28 @@ class PokeVLM(nn.Module):
             if placeholders:
                 raise InputError(f"{placeholders} image placeholders but no image")
             return embeds
-        patches = self.projector(self.vision(pixels.to(self.device)))  # (M, N, d)
+        if features is None:
+            features = self.vision(pixels.to(self.device))
+        patches = self.projector(features)  # (M, N, d)
         if patches.shape[0] * patches.shape[1] != placeholders:
             raise InputError(f"{placeholders} image placeholders for {patches.shape[0]} image(s) of "
                              f"{patches.shape[1]} patches each")
         return embeds.masked_scatter(is_image.unsqueeze(-1), patches.to(embeds.dtype).flatten(0, 1))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """A collated batch -> (mean cross-entropy over its answer tokens, metrics as floats).
+        """A collated batch -> (loss, metrics as floats): the mean cross-entropy over its answer tokens
+        ("loss"), plus `patch_weight` times the patch-naming cross-entropy ("patch_loss") when the batch
+        has patch labels and the model a head.
 
         batch: input_ids, attention_mask, labels int64 (B, L) (right-padded, labels -100 off the
-        answers), pixel_values float32 (M, 3, S, S) (every image of the batch, in placeholder order)."""
+        answers), pixel_values float32 (M, 3, S, S) (every image of the batch, in placeholder order),
+        optionally patch_labels int64 (M, N) (-100: no label)."""
         device = self.device
         input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         labels = batch["labels"].to(device)
-        embeds = self.embed(batch["pixel_values"], input_ids)
+        pixels = batch["pixel_values"].to(device)
+        features = self.vision(pixels) if pixels.shape[0] else None  # (M, N, D)
+        embeds = self.embed(pixels, input_ids, features)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
         h = self.language.llm.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                                     use_cache=False).last_hidden_state
@@ -121,7 +140,17 @@ class PokeVLM(nn.Module):
         keep = targets != IGNORE
         logits = self.language.llm.lm_head(h[:, :-1][keep]).float()
         loss = F.cross_entropy(logits, targets[keep])
-        return loss, {"loss": loss.item(), "answer_tokens": float(keep.sum())}
+        metrics = {"loss": loss.item(), "answer_tokens": float(keep.sum())}
+        if self.patch_head is not None and self.patch_weight > 0 and "patch_labels" in batch and features is not None:
+            named = batch["patch_labels"].to(device).flatten()
+            has_label = named != IGNORE
+            if has_label.any():
+                naming = F.cross_entropy(self.patch_head(features.flatten(0, 1)[has_label]).float(), named[has_label])
+                metrics["patch_loss"] = naming.item()
+            else:  # a zero that still reaches the head, so that DDP finds every parameter used
+                naming = self.patch_head.weight.sum() * 0.0
+            loss = loss + self.patch_weight * naming
+        return loss, metrics
 
     def generate(self, images: Sequence[np.ndarray | torch.Tensor], question: str, max_new_tokens: int = 64) -> str:
         """Greedy answer to `question` about uint8 `images` (H, W, 3), up to the end-of-turn token.
@@ -168,7 +197,8 @@ class PokeVLM(nn.Module):
         return [self.tokenizer.decode(answer, skip_special_tokens=True) for answer in answers]
 
     def save_pretrained(self, path: str | Path) -> None:
-        save_folder(self, path, meta={"model": VLM_KIND, "train": self.trains})
+        meta = {"model": VLM_KIND, "train": self.trains}
+        save_folder(self, path, meta={**meta, "patch_names": self.patch_names} if self.patch_head is not None else meta)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "PokeVLM":
@@ -181,6 +211,8 @@ class PokeVLM(nn.Module):
             raise CheckpointError(f"{path / BACKBONES}: {e}") from None
         model = cls(read_config(path), meta["train"], backbones=backbones, load_weights=False,
                     tokenizer=load_tokenizer(path))
+        if meta.get("patch_names"):
+            model.add_patch_head(meta["patch_names"])
         load_weights(model, path / WEIGHTS)
         return model.to(device)
 
@@ -190,6 +222,9 @@ class PokeVLM(nn.Module):
         meta = read_stage1_meta(path)
         if read_config(path) != self.config or meta["train"] != self.trains:
             raise CheckpointError(f"{path} was saved from another stage-1 configuration")
+        if meta.get("patch_names", []) != self.patch_names:
+            raise CheckpointError(f"{path} names other objects in its patch-naming head than this run's data "
+                                  f"({len(meta.get('patch_names', []))} vs {len(self.patch_names)}); resume on the same data")
         load_weights(self, path / WEIGHTS)
 
 

@@ -1,5 +1,6 @@
 """`pokevla pretrain` through the shared loop, its resume, `pokevla vlm`, and stage 2 from stage 1 (`train --init`)."""
 
+import gzip
 import json
 import shutil
 
@@ -16,8 +17,8 @@ from pokevla.pretrain.transfer import TRANSFERRED, load_stage1
 from pokevla.pretrain.vlm import PokeVLM
 from pokevla.train import checkpoints as ckpt
 
-from .test_vlm import (SMALL_FLAGS, colour_records, knowledge, one_thread, qwen_config, qwen_folder,  # noqa: F401
-                       small, write_knowledge)  # (fixtures)
+from .test_vlm import (COLOURS, QUESTION, SMALL_FLAGS, colour_records, knowledge, one_thread,  # noqa: F401
+                       qwen_config, qwen_folder, small, write_knowledge)  # (fixtures)
 
 
 def cfg(data, out, steps=4, **kw) -> PretrainConfig:
@@ -105,6 +106,55 @@ def test_eval_scores_only_the_families_asked_for(tmp_path, capsys):
     scores = json.loads(result.read_text())
     assert list(scores["result"]["families"]) == ["shade"] and scores["result"]["families"]["shade"]["n"] == 2
     assert [a["id"] for a in scores["answers"]] == ["s0", "s1"]  # the limit counts the chosen family's records
+
+
+def test_score_rescores_saved_answers_and_those_of_another_model(knowledge, tmp_path, capsys):  # noqa: F811
+    baseline = tmp_path / "baseline"
+    assert main(["vlm", "init", "--preset", "tiny", *SMALL_FLAGS, "--out", str(baseline)]) == 0
+    evaluated = tmp_path / "eval.json"
+    assert main(["vlm", "eval", "--checkpoint", str(baseline), "--data", str(knowledge), "--split", "heldout",
+                 "--max-new-tokens", "4", "--json", str(evaluated)]) == 0
+    capsys.readouterr()
+    rescored = tmp_path / "rescored.json"
+    assert main(["vlm", "score", "--answers", str(evaluated), "--data", str(knowledge), "--split", "heldout",
+                 "--json", str(rescored)]) == 0
+    assert json.loads(rescored.read_text())["result"] == json.loads(evaluated.read_text())["result"]
+    assert all(a["question"].endswith(QUESTION) for a in json.loads(evaluated.read_text())["answers"])
+    # baselines drawn from a training set that always said "red"
+    trained_on = tmp_path / "trained_on"
+    write_knowledge(trained_on, {"train": [{**r, "target": "red"} for r in colour_records(trained_on)]})
+    assert main(["vlm", "score", "--answers", str(evaluated), "--data", str(knowledge), "--split", "heldout",
+                 "--reference", str(trained_on), "--json", str(rescored)]) == 0
+    scores = json.loads(rescored.read_text())
+    assert scores["reference"] == [str(trained_on / "train.jsonl")]
+    assert scores["result"]["families"]["colour"]["fixed"] == pytest.approx(1 / len(COLOURS))
+    # another model's answers, gzipped JSON lines, to some of the records: those are scored
+    heldout = [json.loads(line) for line in (knowledge / "heldout.jsonl").read_text().splitlines()]
+    lines = [json.dumps({"id": r["id"], "answer": r["conversations"][1]["value"]}) for r in heldout[:2]]
+    other = tmp_path / "other.jsonl.gz"
+    with gzip.open(other, "wt") as f:
+        f.write("\n".join(lines) + "\n\n")
+    assert main(["vlm", "score", "--answers", str(other), "--data", str(knowledge), "--split", "heldout"]) == 0
+    out, err = capsys.readouterr()
+    assert f"2 answered record(s) of {len(heldout)}" in err and "| colour | exact match | 2 | 1.000 |" in out
+
+
+def test_bad_answers_to_score_are_one_line(knowledge, tmp_path, bad_input):  # noqa: F811
+    def answers(name, text):
+        (tmp_path / name).write_text(text)
+        return ["vlm", "score", "--answers", tmp_path / name, "--data", knowledge, "--split", "heldout"]
+
+    bad_input(["vlm", "score", "--answers", tmp_path / "none.jsonl", "--data", knowledge], "cannot be read")
+    bad_input(answers("broken.jsonl", '{"id": "a", "answer": "x"}\n{oops\n'), "line 2: not valid JSON")
+    bad_input(answers("shape.jsonl", '{"id": "a", "answer": 3}\n'), 'line 1 is not {"id": str, "answer": str}')
+    bad_input(answers("twice.jsonl", '{"id": "a", "answer": "x"}\n{"id": "a", "answer": "y"}\n'), "answered twice")
+    bad_input(answers("empty.jsonl", "\n"), "holds no answer")
+    bad_input(answers("stray.jsonl", '{"id": "nobody", "answer": "x"}\n'),
+              "1 answer(s) to records")
+    bad_input(answers("asked.jsonl", '{"id": "c-red", "question": "How big is it?", "answer": "x"}\n'),
+              "'c-red' was answered for another question ('How big is it?'")
+    bad_input([*answers("fine.jsonl", '{"id": "c-red", "answer": "red"}\n'), "--reference", tmp_path / "none"],
+              str(tmp_path / "none"))
 
 
 def test_init_gives_stage2_the_stage1_weights(stage1, tmp_path):

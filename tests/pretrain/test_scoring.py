@@ -27,8 +27,10 @@ def root(tmp_path):
     return tmp_path
 
 
-def record(family, answer_type, target, id="r"):
-    return {"id": id, "image": "image.png", "conversations": [], "family": family, "answer_type": answer_type,
+def record(family, answer_type, target, id="r", question=None):
+    turns = [] if question is None else [{"from": "human", "value": f"<image>\n{question}"},
+                                         {"from": "gpt", "value": "..."}]
+    return {"id": id, "image": "image.png", "conversations": turns, "family": family, "answer_type": answer_type,
             "target": target}
 
 
@@ -247,6 +249,49 @@ def test_chance_baselines_come_from_the_reference_records_when_given(root):
     assert result["families"]["left_of"]["chance"] == pytest.approx(1 / 3)  # always "no"
 
 
+def test_a_fixed_answer_per_question_is_drawn_from_the_scored_set(root):
+    # "the bowl" is asked twice, of the left and the top mask: their mean centre (0.375, 0.325) is in the
+    # left mask only; "the cup" is asked once, of the top mask, and its own centre is inside it
+    records = [record("point", "point", "left.png", "a", "Point to the bowl."),
+               record("point", "point", "top.png", "b", "Point to the bowl."),
+               record("point", "point", "top.png", "c", "Point to the cup.")]
+    family = score_records(records, ["", "", ""], root)["families"]["point"]
+    assert family["fixed"] == pytest.approx((1 + 0 + 1) / 3)
+    assert family["chance"] == pytest.approx((0.5 + 0.3 + 0.3) / 3)
+    # the majority answer over the family says "yes" to all; per question it knows the cup is never there
+    questions = ["Is there a bowl?", "Is there a bowl?", "Is there a cup?"]
+    records = [record("presence", "yesno", t, str(i), q) for i, (t, q) in enumerate(zip(["yes", "yes", "no"], questions))]
+    family = score_records(records, ["yes"] * 3, root)["families"]["presence"]
+    assert family["chance"] == pytest.approx(2 / 3) and family["fixed"] == pytest.approx(1.0)
+
+
+def test_a_fixed_answer_comes_from_the_reference_when_given(root):
+    # training put the bowl at the top and the cup on the left; a question it never asked gets the mean
+    # over all its records
+    reference = [record("point", "point", "top.png", "t1", "Point to the bowl."),
+                 record("point", "point", "left.png", "t2", "Point to the cup."),
+                 record("point", "point", "left.png", "t3", "Point to the cup.")]
+    records = [record("point", "point", "left.png", "a", "Point to the bowl."),  # (0.5, 0.15): a miss
+               record("point", "point", "top.png", "b", "Point to the bowl."),   # a hit
+               record("point", "point", "left.png", "c", "Point to the cup."),   # (0.25, 0.5): a hit
+               record("point", "point", "top.png", "d", "Point to the plate.")]  # (1/3, 0.383): a miss
+    family = score_records(records, [""] * 4, root, reference=reference)["families"]["point"]
+    assert family["fixed"] == pytest.approx(2 / 4)
+    # from the scored records themselves the bowl is at (0.375, 0.325), in the left mask only, and the
+    # plate at the top mask's centre
+    assert score_records(records, [""] * 4, root)["families"]["point"]["fixed"] == pytest.approx(3 / 4)
+    with pytest.raises(DatasetError, match="no record of family 'point' for its baselines"):
+        score_records(records, [""] * 4, root, reference=[record("other", "yesno", "yes")])
+
+
+def test_a_fixed_distance_is_the_median_per_question(root):
+    records = [record("distance", "distance", t, str(i), q)
+               for i, (t, q) in enumerate([(10, "A to B?"), (12, "A to B?"), (30, "A to B?"), (100, "C to D?")])]
+    family = score_records(records, ["1 m"] * 4, root)["families"]["distance"]
+    assert family["fixed"] == pytest.approx((0.2 + 0 + 0.6 + 0) / 4)  # medians 12 and 100
+    assert family["within_25_fixed"] == pytest.approx(3 / 4)
+
+
 def test_text_answers_match_exactly_after_normalisation(root):
     records = [record("colour", "text", t, str(i)) for i, t in enumerate(["red", "red", "blue"])]
     result = score_records(records, ["Red.", "a red one", "blue"], root)
@@ -264,11 +309,11 @@ def test_format_table_lists_every_family(root):
     records = [record("place", "point", "left.png", "a"), record("distance", "distance", 100, "b")]
     table = format_table(score_records(records, ["[(0.1, 0.1)]", "1 m"], root))
     assert table.splitlines() == [
-        "| family | metric | n | score | chance |",
-        "|---|---|---:|---:|---:|",
-        "| distance | rel. error (lower is better) | 1 | 0.000 | 0.000 |",
-        "| distance | within 25% | 1 | 1.000 | 1.000 |",
-        "| place | mask hit | 1 | 1.000 | 0.500 |",
+        "| family | metric | n | score | chance | fixed answer per question |",
+        "|---|---|---:|---:|---:|---:|",
+        "| distance | rel. error (lower is better) | 1 | 0.000 | 0.000 | 0.000 |",
+        "| distance | within 25% | 1 | 1.000 | 1.000 | 1.000 |",
+        "| place | mask hit | 1 | 1.000 | 0.500 | 1.000 |",
     ]
 
 

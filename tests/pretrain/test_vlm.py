@@ -193,6 +193,8 @@ def test_malformed_and_overlong_records_are_skipped_with_one_line_each(knowledge
     train = str(knowledge / "train.jsonl")
     assert all(line.startswith(train) and line.endswith("skipped") for line in lines)
     assert "record long" in lines[0] and "more than llm.max_length 256" in lines[0]
+    assert data.skip_summary("training") == ("3 training record(s) skipped (1 longer than llm.max_length 256: "
+                                             "a larger --llm.max-length keeps them); 4 used")
 
 
 def test_an_undecodable_image_drops_its_sample_from_the_batch(knowledge):
