@@ -466,7 +466,7 @@ def generate_knowledge(config: KnowledgeConfig, progress: bool = True) -> dict:
     _drop_unjournaled(root, done)
     groups = _groups(config)
     vocabulary = asset_labels()
-    _write_meta(root, config, done)
+    write_meta(root, config, done)
 
     bar = tqdm(total=config.samples, initial=min(config.samples, _total(done)), desc="knowledge", unit="sample",
                disable=not progress)
@@ -477,7 +477,7 @@ def generate_knowledge(config: KnowledgeConfig, progress: bool = True) -> dict:
             break
         with contextlib.closing(map_unordered(run_scene, jobs, config.workers, config.cluster)) as results:
             for result in results:
-                entry = _write_scene(root, result)
+                entry = write_scene(root, result)
                 done.append(entry)
                 new_scenes += 1
                 new_samples += entry["records"]
@@ -487,7 +487,7 @@ def generate_knowledge(config: KnowledgeConfig, progress: bool = True) -> dict:
         if _reached(config, groups, done):
             break
     bar.close()
-    _write_meta(root, config, done)
+    write_meta(root, config, done)
     elapsed = time.perf_counter() - t_start
     return {"out": str(root), "samples": _total(done), "scenes": len(done), "new_samples": new_samples,
             "new_scenes": new_scenes, "seconds": round(elapsed, 1),
@@ -549,7 +549,7 @@ def _next_jobs(config: KnowledgeConfig, groups: dict, done: list[dict], vocabula
     return sorted(jobs, key=lambda j: (j.suite, j.task_id, j.index))
 
 
-def _write_scene(root: Path, result: dict) -> dict:
+def write_scene(root: Path, result: dict) -> dict:
     """Images, then records, then the journal line: a scene is in the dataset once journaled."""
     for path, data in result["files"].items():
         write_bytes_atomic(root / path, data)
@@ -599,7 +599,7 @@ def _counts(done: list[dict]) -> dict[str, dict[str, int]]:
     return {s: dict(sorted(c.items())) for s, c in counts.items()}
 
 
-def _write_meta(root: Path, config: KnowledgeConfig, done: list[dict]) -> None:
+def write_meta(root: Path, config: KnowledgeConfig, done: list[dict]) -> None:
     meta = {
         "generator": config.settings(),
         "versions": package_versions(),

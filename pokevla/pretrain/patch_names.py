@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -48,6 +48,7 @@ class PatchNames:
 
     names: list[str]
     masks: dict[Path, list[tuple[int, Path]]]
+    _labels: dict[tuple[Path, int], np.ndarray | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_records(cls, records: Iterable[dict]) -> "PatchNames":
@@ -70,7 +71,13 @@ class PatchNames:
         return len(self.names) + 1
 
     def labels(self, image: Path, grid: int) -> np.ndarray | None:
-        """(grid * grid,) int64 patch labels of `image` in reading order, or None when no mask names any of it."""
+        """(grid * grid,) int64 patch labels of `image` in reading order, or None when no mask names any of it.
+        Computed once per image: a frame carries some 27 questions."""
+        if (image, grid) not in self._labels:
+            self._labels[image, grid] = self._compute(image, grid)
+        return self._labels[image, grid]
+
+    def _compute(self, image: Path, grid: int) -> np.ndarray | None:
         pairs = self.masks.get(image)
         if not pairs:
             return None

@@ -364,7 +364,7 @@ def fake_result(scene_index, n, split="train"):
 
 
 def test_an_interrupted_scene_leaves_no_records_behind(tmp_path):
-    done = [engine._write_scene(tmp_path, fake_result(0, 3)), engine._write_scene(tmp_path, fake_result(1, 2))]
+    done = [engine.write_scene(tmp_path, fake_result(0, 3)), engine.write_scene(tmp_path, fake_result(1, 2))]
     # the third scene's records were appended, with a torn tail, but its journal line never was
     with open(tmp_path / "train.jsonl", "a") as f:
         f.write("\n".join(json.dumps(r) for r in fake_result(2, 4)["records"]) + '\n{"id": "torn')
@@ -373,7 +373,7 @@ def test_an_interrupted_scene_leaves_no_records_behind(tmp_path):
     assert len(ids) == 5 and len(set(ids)) == 5 and all("scene00002" not in i for i in ids)
     assert (tmp_path / "images/libero_object/task00/scene00001/f0_primary.png").read_bytes() == b"png"
     with pytest.raises(DatasetError, match="damaged"):
-        engine._drop_unjournaled(tmp_path, done + [engine._write_scene(tmp_path / "other", fake_result(3, 9))])
+        engine._drop_unjournaled(tmp_path, done + [engine.write_scene(tmp_path / "other", fake_result(3, 9))])
 
 
 def test_rounds_spread_scenes_over_tasks_and_stop_at_the_target():
@@ -539,7 +539,7 @@ def test_a_scene_the_expert_cannot_solve_is_labelled_where_it_stopped(tmp_path):
     assert not result["expert_success"] and "door" in result["expert_error"]
     assert {r["id"].rsplit("/", 2)[0] for r in result["records"]} == {f"{job.scene}/f0"}
     assert any(r["family"] == "point_object" for r in result["records"])
-    entry = engine._write_scene(tmp_path, result)
+    entry = engine.write_scene(tmp_path, result)
     assert entry["expert_error"] == result["expert_error"] and entry["records"] == len(result["records"])
 
 
@@ -556,7 +556,7 @@ def test_a_restyled_scene_has_the_labels_and_the_geometry_of_its_own_look(tmp_pa
     job = engine.SceneJob("libero_90", 35, 0, "train", RES, False, 0, restyle=1.0)
     result = engine.run_scene(job)
     assert result["background"] == engine.scene_background(job).to_dict()
-    assert engine._write_scene(tmp_path, result)["background"] == result["background"]
+    assert engine.write_scene(tmp_path, result)["background"] == result["background"]
     env, state, styled = seen[0]
     own = env.set_sim_state(state)  # after the scene the env shows its own table and wall again
     for key in ("observation.instances.primary", "observation.depth.primary", "observation.geoms.primary"):
@@ -578,7 +578,7 @@ def test_a_scene_from_a_moved_camera_is_labelled_in_that_view(tmp_path, monkeypa
     job = engine.SceneJob("libero_90", 35, 0, "train", 64, False, 0, move_camera=1.0)
     result = engine.run_scene(job)
     assert result["camera"] == engine.scene_camera(job).to_dict() and result["background"] is None
-    assert engine._write_scene(tmp_path, result)["camera"] == result["camera"]
+    assert engine.write_scene(tmp_path, result)["camera"] == result["camera"]
     env, state, frame, moved_obs = seen[0]
     visible = [o for o in frame.objects if frame.visible(o)]
     assert visible
@@ -606,7 +606,7 @@ def test_a_scattered_scene_is_built_from_its_layout_and_labels_its_distractors(t
     result = engine.run_scene(job)
     spec = engine.scene_layout(job)
     assert own["layout"] is None and result["layout"] == engine.layout_changes(job, spec)
-    assert engine._write_scene(tmp_path, result)["layout"] == result["layout"]
+    assert engine.write_scene(tmp_path, result)["layout"] == result["layout"]
     (_, own_frame), (env, frame) = seen[0], seen[-1]
     labels = {o.label for o in frame.objects}
     assert {readable_name(c) for c in result["layout"]["distractors"]} <= labels
