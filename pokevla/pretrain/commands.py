@@ -81,8 +81,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     from pokevla.common.errors import ConfigError
     from pokevla.pretrain.config import PretrainConfig
     from pokevla.pretrain.loop import pretrain
-    from pokevla.train.runner import loss_summary
     from pokevla.train.commands import run_configs
+    from pokevla.train.runner import loss_summary
 
     _, model_cfg, cfg = run_configs(args, "pretrain", PretrainConfig, ("data", "mix"))
     if args.resume and (hasattr(args, "pretrain__data") or hasattr(args, "pretrain__mix")):  # from the data named now
