@@ -24,11 +24,10 @@ from typing import Iterable
 
 import numpy as np
 
-from pokevla.common.errors import DatasetError
-from pokevla.data.lerobot import decode_png
 from pokevla.pretrain.chat import IGNORE
 from pokevla.pretrain.families import POINT_OBJECT_PHRASINGS
 from pokevla.pretrain.records import IMAGE_TAG, record_images
+from pokevla.pretrain.scoring import read_mask
 
 MIN_COVER = 1 / 3  # least share of a patch an object must cover to name it
 _POINTED = re.compile("^(?:" + "|".join(re.escape(p).replace(r"\{\}", "(.+?)") for p in POINT_OBJECT_PHRASINGS)
@@ -66,10 +65,6 @@ class PatchNames:
         index = {name: k + 1 for k, name in enumerate(names)}
         return cls(names, {image: sorted((index[n], m) for n, m in pairs) for image, pairs in found.items()})
 
-    @property
-    def classes(self) -> int:
-        return len(self.names) + 1
-
     def labels(self, image: Path, grid: int) -> np.ndarray | None:
         """(grid * grid,) int64 patch labels of `image` in reading order, or None when no mask names any of it.
         Computed once per image: a frame carries some 27 questions."""
@@ -81,14 +76,7 @@ class PatchNames:
         pairs = self.masks.get(image)
         if not pairs:
             return None
-        masks = []
-        for _, path in pairs:
-            try:
-                array = decode_png(path.read_bytes())
-            except OSError as e:
-                raise DatasetError(f"cannot read the mask {path}: {e.strerror or e}") from None
-            masks.append(array[..., :3].any(axis=-1) if array.ndim == 3 else array != 0)
-        return patch_labels(masks, [k for k, _ in pairs], grid)
+        return patch_labels([read_mask(path) for _, path in pairs], [k for k, _ in pairs], grid)
 
 
 def patch_labels(masks: list[np.ndarray], classes: list[int], grid: int) -> np.ndarray:

@@ -230,25 +230,28 @@ def trace_distance(prediction: np.ndarray, truth: np.ndarray) -> float:
 # --- scoring a list of records -------------------------------------------------------------------
 
 
+def read_mask(path: Path) -> np.ndarray:
+    """(H, W) bool, nonzero pixels of the PNG (any colour channel of a colour PNG) = inside."""
+    try:
+        array = decode_png(path.read_bytes())
+    except OSError as e:
+        raise DatasetError(f"cannot read the mask {path}: {e.strerror or e}") from None
+    return array[..., :3].any(axis=-1) if array.ndim == 3 else array != 0
+
+
 class _Context:
     """What judging needs besides the answer: the root that mask and image paths resolve against,
     with each mask read once."""
 
     def __init__(self, root: Path):
         self.root = root
-        self._masks: dict[Path, np.ndarray] = {}
+        self._masks: dict[str, np.ndarray] = {}
 
-    def mask(self, path: str, root: str | Path | None = None) -> np.ndarray:
-        """(H, W) bool, nonzero pixels of the PNG (any colour channel of a colour PNG) = inside; `path` is
-        relative to `root` (default: the scored records' root)."""
-        full = (self.root if root is None else Path(root)) / path
-        if full not in self._masks:
-            try:
-                array = decode_png(full.read_bytes())
-            except OSError as e:
-                raise DatasetError(f"cannot read the mask {full}: {e.strerror or e}") from None
-            self._masks[full] = array[..., :3].any(axis=-1) if array.ndim == 3 else array != 0
-        return self._masks[full]
+    def mask(self, path: str) -> np.ndarray:
+        """`read_mask` of `path` (relative to the root), read once."""
+        if path not in self._masks:
+            self._masks[path] = read_mask(self.root / path)
+        return self._masks[path]
 
     def image_size(self, record: dict) -> tuple[int, int]:
         """(width, height) of the record's first image (read from its header only)."""
@@ -396,7 +399,9 @@ def _fixed_scores(answer_type: str, records: list[dict], reference: list[dict], 
         if question not in fixed:
             group = groups.get(question) or reference
             if answer_type == "point":
-                x, y = np.mean([_mask_centre(ctx.mask(r["target"], r.get("root"))) for r in group], axis=0)
+                # read once per question, not kept: a training reference holds tens of thousands of masks
+                x, y = np.mean([_mask_centre(read_mask(Path(r.get("root", ctx.root)) / r["target"])) for r in group],
+                               axis=0)
                 fixed[question] = f"[({x:.3f}, {y:.3f})]"
             elif answer_type == "box":
                 box = np.mean([r["target"] for r in group], axis=0)
